@@ -1,0 +1,159 @@
+"""Transformer building blocks shared by every encoder family."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from tfft.errors import TfftError
+
+_ACTIVATIONS = {
+    "gelu": lambda x: keras.activations.gelu(x, approximate=False),
+    "gelu_new": lambda x: keras.activations.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: keras.activations.gelu(x, approximate=True),
+    "gelu_fast": lambda x: keras.activations.gelu(x, approximate=True),
+    "relu": keras.activations.relu,
+    "silu": keras.activations.silu,
+    "swish": keras.activations.silu,
+    "tanh": keras.activations.tanh,
+}
+
+
+def get_activation(name: str):
+    """Returns the Keras function for a Hugging Face ``hidden_act`` name."""
+    if name not in _ACTIVATIONS:
+        raise TfftError(
+            f"checkpoint hidden_act '{name}' is not supported; use one of {', '.join(_ACTIVATIONS)}"
+        )
+    return _ACTIVATIONS[name]
+
+
+def dense(units: int, initializer_range: float, name: str, **kwargs) -> keras.layers.Dense:
+    """A Dense layer initialised like Hugging Face (normal weights, zero bias)."""
+    return keras.layers.Dense(
+        units,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=initializer_range),
+        name=name,
+        **kwargs,
+    )
+
+
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention with separate query, key and value projections.
+
+    Scores are computed and normalised in float32, so the layer is safe under mixed
+    precision; padding positions get a large negative bias before the softmax.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise TfftError(
+                f"checkpoint hidden_size {hidden_size} is not divisible by "
+                f"num_attention_heads {num_heads}; fix config.json"
+            )
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.query = dense(hidden_size, initializer_range, "query")
+        self.key = dense(hidden_size, initializer_range, "key")
+        self.value = dense(hidden_size, initializer_range, "value")
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        for projection in (self.query, self.key, self.value):
+            projection.build(input_shape)
+        self.built = True
+
+    def _split_heads(self, x):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def call(self, hidden, mask_bias, training=None):
+        """Attends over ``hidden`` [B, S, H]; ``mask_bias`` is [B, 1, 1, S] float32."""
+        query = self._split_heads(self.query(hidden))
+        key = self._split_heads(self.key(hidden))
+        value = self._split_heads(self.value(hidden))
+        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
+        scores = ops.cast(scores, "float32") / math.sqrt(self.head_size) + mask_bias
+        probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probs = self.dropout(probs, training=training)
+        context = ops.transpose(ops.matmul(probs, value), (0, 2, 1, 3))
+        batch, length = ops.shape(context)[0], ops.shape(context)[1]
+        return ops.reshape(context, (batch, length, self.hidden_size))
+
+
+class TransformerLayer(keras.layers.Layer):
+    """A post-LayerNorm encoder layer (BERT): attention then feed-forward, each residual."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        activation: str = "gelu",
+        hidden_dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        layer_norm_eps: float = 1e-12,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.attention = SelfAttention(
+            hidden_size, num_heads, attention_dropout, initializer_range, name="attention"
+        )
+        self.attention_output = dense(hidden_size, initializer_range, "attention_output")
+        self.attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_eps, name="attention_layer_norm"
+        )
+        self.intermediate = dense(intermediate_size, initializer_range, "intermediate")
+        self.activation = get_activation(activation)
+        self.output_dense = dense(hidden_size, initializer_range, "output")
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_eps, name="output_layer_norm"
+        )
+        self.dropout = keras.layers.Dropout(hidden_dropout)
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+
+    def build(self, input_shape):
+        self.attention.build(input_shape)
+        self.attention_output.build(input_shape)
+        self.attention_layer_norm.build(input_shape)
+        self.intermediate.build(input_shape)
+        self.output_dense.build((*input_shape[:-1], self.intermediate_size))
+        self.output_layer_norm.build(input_shape)
+        self.built = True
+
+    def call(self, hidden, mask_bias, training=None):
+        """Returns the layer's output for ``hidden`` [B, S, H]."""
+        attended = self.attention(hidden, mask_bias, training=training)
+        attended = self.dropout(self.attention_output(attended), training=training)
+        hidden = self.attention_layer_norm(hidden + attended)
+        expanded = self.activation(self.intermediate(hidden))
+        projected = self.dropout(self.output_dense(expanded), training=training)
+        return self.output_layer_norm(hidden + projected)
+
+
+class AttentionMaskBias(keras.layers.Layer):
+    """Turns a [B, S] 0/1 padding mask into a float32 [B, 1, 1, S] additive bias."""
+
+    def call(self, attention_mask):
+        """Returns 0 where attended and -1e9 at padding."""
+        mask = ops.cast(attention_mask, "float32")[:, None, None, :]
+        return (1.0 - mask) * -1e9
+
+    def compute_output_spec(self, attention_mask):
+        """Shape inference for the functional API."""
+        batch, length = attention_mask.shape
+        return keras.KerasTensor((batch, 1, 1, length), dtype="float32")
