@@ -9,6 +9,7 @@ with a :class:`~tfft.errors.TfftError` that names the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -140,8 +141,10 @@ def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None) -> Any
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    if annotation is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        # YAML 1.1 reads "5e-5" (no dot) as a string.
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if annotation is list and isinstance(value, tuple):

@@ -16,8 +16,10 @@ def backbone_inputs() -> dict[str, keras.KerasTensor]:
 
 
 class Backbone(keras.Model):
-    """A functional encoder: ``{input_ids, token_type_ids, attention_mask}`` in,
-    ``{sequence_output, pooled_output}`` out.
+    """A functional encoder mapping token ids to sequence and pooled outputs.
+
+    Inputs are ``{input_ids, token_type_ids, attention_mask}``; outputs are
+    ``{sequence_output, pooled_output}``.
 
     Subclasses build the graph in ``__init__`` and list their variables' checkpoint
     names in :meth:`weight_specs`.

@@ -46,6 +46,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.hidden_size = hidden_size
 
     def build(self, input_shape):
+        """Creates the sublayers' weights."""
         self.word_embeddings.build(input_shape)
         self.position_embeddings.build(input_shape)
         self.token_type_embeddings.build(input_shape)

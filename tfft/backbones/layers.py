@@ -70,6 +70,7 @@ class SelfAttention(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(dropout)
 
     def build(self, input_shape):
+        """Creates the sublayers' weights."""
         for projection in (self.query, self.key, self.value):
             projection.build(input_shape)
         self.built = True
@@ -127,6 +128,7 @@ class TransformerLayer(keras.layers.Layer):
         self.intermediate_size = intermediate_size
 
     def build(self, input_shape):
+        """Creates the sublayers' weights."""
         self.attention.build(input_shape)
         self.attention_output.build(input_shape)
         self.attention_layer_norm.build(input_shape)

@@ -1,0 +1,78 @@
+"""Exporting a fine-tuned model_dir as a TensorFlow SavedModel for TF Serving.
+
+The SavedModel's ``serving_default`` signature takes int32 ``input_ids``,
+``token_type_ids`` and ``attention_mask`` of shape [batch, seq] and returns the
+task's serving outputs (``logits`` and ``probabilities`` for classification,
+``predictions`` for regression). The tokenizer files, the backbone config and
+``labels.txt`` travel in ``assets/``. Loading needs only TensorFlow::
+
+    model = tf.saved_model.load(export_dir)
+    outputs = model.signatures["serving_default"](
+        input_ids=ids, token_type_ids=types, attention_mask=mask)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfft import modeling
+from tfft.backbones.base import INPUT_NAMES
+from tfft.errors import TfftError
+from tfft.tasks import Task, get_task
+from tfft.training.strategy import set_precision
+
+
+class ServingModule(tf.Module):
+    """A tf.Module holding the Keras model, its serving function and its assets.
+
+    Args:
+        model: The fine-tuned Keras model (float32).
+        task: The task, which names and computes the serving outputs.
+        asset_files: Files copied into the SavedModel's ``assets/``.
+    """
+
+    def __init__(self, model, task: Task, asset_files: list[Path]):
+        super().__init__(name="tfft_serving")
+        self.model = model
+        self._task = task
+        self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES]
+    )
+    def serve(self, input_ids, token_type_ids, attention_mask):
+        """Runs the model on token ids; returns the task's named outputs."""
+        outputs = self.model(
+            {"input_ids": input_ids, "token_type_ids": token_type_ids,
+             "attention_mask": attention_mask},
+            training=False,
+        )
+        return self._task.serving_outputs(outputs)
+
+
+def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:
+    """Writes a SavedModel of the model trained in ``model_dir``.
+
+    Args:
+        model_dir: A directory written by ``tfft-train``.
+        export_dir: Where to write the SavedModel (must not exist or be empty).
+        checkpoint: Which weights (see :func:`tfft.modeling.checkpoint_path`).
+
+    Returns:
+        The export directory.
+    """
+    model_dir, export_dir = Path(model_dir), Path(export_dir)
+    if export_dir.exists() and any(export_dir.iterdir()):
+        raise TfftError(f"--export_dir '{export_dir}' is not empty; choose a new directory")
+    config = modeling.load_run_config(model_dir)
+    set_precision("float32")  # Serve in float32 whatever the training precision was.
+    task = get_task(config.task)
+    model, _ = modeling.restore_task_model(model_dir, task, checkpoint)
+    asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
+    module = ServingModule(model, task, asset_files)
+    tf.saved_model.save(
+        module, str(export_dir), signatures={"serving_default": module.serve.get_concrete_function()}
+    )
+    return export_dir

@@ -1,0 +1,145 @@
+"""Task models: built from a pretrained checkpoint, saved into and restored from a model_dir.
+
+A model_dir holds everything needed to rebuild the fine-tuned model without the
+original checkpoint:
+
+- ``params.yaml``: the resolved experiment config;
+- ``assets/``: the backbone's ``config.json`` (with dropout overrides), the tokenizer
+  files and ``labels.txt``;
+- ``checkpoints/{final,best,latest}.weights.h5``: Keras weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tfft import backbones
+from tfft.backbones.checkpoint import read_config, read_weights, resolve_checkpoint
+from tfft.config import ExperimentConfig, TaskConfig, build_config
+from tfft.data.tokenization import load_tokenizer
+from tfft.errors import TfftError
+from tfft.tasks import Task
+
+ASSETS_DIR = "assets"
+CHECKPOINTS_DIR = "checkpoints"
+PARAMS_FILE = "params.yaml"
+LABELS_FILE = "labels.txt"
+CHECKPOINT_NAMES = ("final", "best", "latest")
+_VOCAB_PATTERNS = ("vocab.txt", "vocab.json", "merges.txt", "*.model")
+
+
+def _override(value: float) -> float | None:
+    return None if value < 0 else value
+
+
+def head_dropout(task_config: TaskConfig, hf_config: dict) -> float:
+    """``task.classifier_dropout``, else the checkpoint's classifier or hidden dropout."""
+    if task_config.classifier_dropout >= 0:
+        return task_config.classifier_dropout
+    value = hf_config.get("classifier_dropout")
+    return value if value is not None else hf_config.get("hidden_dropout_prob", 0.1)
+
+
+def build_task_model(task: Task, hf_config: dict, weights: dict | None = None, source: str = ""):
+    """Builds backbone + head; loads pretrained backbone ``weights`` when given.
+
+    Returns:
+        ``(model, backbone)``.
+    """
+    backbone = backbones.from_config(
+        hf_config,
+        hidden_dropout=_override(task.config.hidden_dropout),
+        attention_dropout=_override(task.config.attention_dropout),
+        name="backbone",
+    )
+    if weights is not None:
+        backbone.load_hf_weights(weights, source)
+    return task.build_model(backbone, head_dropout(task.config, hf_config)), backbone
+
+
+def load_pretrained(task: Task):
+    """Resolves ``task.init_checkpoint`` and reads its config, weights and tokenizer.
+
+    Returns:
+        ``(hf_config, weights, tokenizer, folder)``.
+    """
+    folder = resolve_checkpoint(task.config.init_checkpoint)
+    tokenizer_folder = resolve_checkpoint(task.config.tokenizer) if task.config.tokenizer else folder
+    hf_config = read_config(folder)
+    return hf_config, read_weights(folder), load_tokenizer(tokenizer_folder), folder
+
+
+def save_assets(model_dir: Path, backbone, tokenizer, task: Task) -> Path:
+    """Writes the backbone config, tokenizer files and label list under ``assets/``.
+
+    Besides ``tokenizer.json``, the checkpoint's vocabulary files (``vocab.txt``,
+    ``merges.txt``, SentencePiece models) are copied for servers that tokenize with
+    TensorFlow Text or other libraries.
+    """
+    assets = model_dir / ASSETS_DIR
+    assets.mkdir(parents=True, exist_ok=True)
+    (assets / "config.json").write_text(json.dumps(backbone.hf_config, indent=2))
+    tokenizer.save_pretrained(str(assets))
+    source = Path(tokenizer.name_or_path)
+    for pattern in _VOCAB_PATTERNS:
+        for file in source.glob(pattern) if source.is_dir() else ():
+            shutil.copyfile(file, assets / file.name)
+    (assets / LABELS_FILE).write_text("".join(f"{name}\n" for name in task.label_names))
+    return assets
+
+
+def checkpoint_path(model_dir: Path, checkpoint: str = "") -> Path:
+    """Finds the weights to restore.
+
+    Args:
+        model_dir: The training run's directory.
+        checkpoint: ``final``, ``best``, ``latest``, a ``.weights.h5`` path, or empty
+            for ``final`` falling back to ``latest`` (an interrupted run).
+    """
+    folder = model_dir / CHECKPOINTS_DIR
+    if checkpoint and checkpoint not in CHECKPOINT_NAMES:
+        path = Path(checkpoint)
+    else:
+        names = [checkpoint] if checkpoint else ["final", "latest"]
+        path = next(
+            (folder / f"{n}.weights.h5" for n in names if (folder / f"{n}.weights.h5").is_file()),
+            folder / f"{names[0]}.weights.h5",
+        )
+    if not path.is_file():
+        raise TfftError(
+            f"checkpoint '{path}' does not exist; train into --model_dir first or pass "
+            f"--checkpoint as one of {', '.join(CHECKPOINT_NAMES)} or a .weights.h5 file"
+        )
+    return path
+
+
+def load_run_config(model_dir: Path, config_files=(), overrides="") -> ExperimentConfig:
+    """The config saved in ``model_dir/params.yaml``, updated by files and overrides."""
+    params = model_dir / PARAMS_FILE
+    if not params.is_file():
+        raise TfftError(
+            f"'{params}' does not exist; --model_dir must be a directory tfft-train wrote"
+        )
+    return build_config([str(params), *config_files], overrides)
+
+
+def restore_task_model(model_dir: Path, task: Task, checkpoint: str = ""):
+    """Rebuilds a fine-tuned model from ``model_dir`` and loads its weights.
+
+    Returns:
+        ``(model, tokenizer)``.
+    """
+    assets = model_dir / ASSETS_DIR
+    model, _ = build_task_model(task, read_config(assets))
+    path = checkpoint_path(model_dir, checkpoint)
+    try:
+        model.load_weights(str(path))
+    except (ValueError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TfftError(
+            f"cannot load weights '{path}' ({reason}); it does not match this model_dir's "
+            "config or is damaged"
+        ) from None
+    return model, load_tokenizer(assets)

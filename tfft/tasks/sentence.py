@@ -1,0 +1,93 @@
+"""What sentence-level tasks share: text columns in, one vector per example out."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+import keras
+
+from tfft.config import DataConfig, TaskConfig
+from tfft.data.features import Features
+from tfft.data.sources import Record, read_records
+from tfft.data.tokenization import encode_texts
+from tfft.errors import TfftError
+from tfft.tasks.base import Task
+
+
+@dataclasses.dataclass(frozen=True)
+class SentenceExample:
+    """A sentence or sentence pair with its label (None when unlabeled)."""
+
+    texts: tuple[str, ...]
+    label: Any
+    where: str
+
+
+class SentenceTask(Task):
+    """A task on one sentence or a sentence pair, with a head on ``pooled_output``."""
+
+    #: Width of the head's output.
+    num_outputs: int
+
+    def __init__(self, config: TaskConfig):
+        super().__init__(config)
+        if len(config.text_fields) not in (1, 2):
+            raise TfftError(
+                f"task.text_fields must name 1 or 2 columns, got {config.text_fields}; "
+                "e.g. [sentence] or [sentence1, sentence2]"
+            )
+
+    @abc.abstractmethod
+    def parse_label(self, raw: Any, where: str) -> Any:
+        """Converts a raw label value into the model's label (raising TfftError)."""
+
+    def read_examples(self, data: DataConfig, labeled: bool = True) -> list[SentenceExample]:
+        """Reads ``data`` and checks every row's text and label columns."""
+        records = read_records(data.input_path, data.format, data.max_examples)
+        return [self._example(record, labeled) for record in records]
+
+    def _example(self, record: Record, labeled: bool) -> SentenceExample:
+        texts = []
+        for field in self.config.text_fields:
+            text = self._field(record, field)
+            if not isinstance(text, str) or not text.strip():
+                raise TfftError(
+                    f"{record.where}: column '{field}' is empty; remove the row or fill in the text"
+                )
+            texts.append(text)
+        label = None
+        if labeled:
+            label = self.parse_label(self._field(record, self.config.label_field), record.where)
+        return SentenceExample(tuple(texts), label, record.where)
+
+    @staticmethod
+    def _field(record: Record, field: str) -> Any:
+        if field not in record.fields:
+            raise TfftError(
+                f"{record.where}: no column '{field}' (columns: {', '.join(map(str, record.fields))}); "
+                "set task.text_fields / task.label_field to the right names"
+            )
+        return record.fields[field]
+
+    def encode(self, examples: list[SentenceExample], tokenizer) -> Features:
+        """Tokenizes the sentences (pairs when two text fields are configured)."""
+        first = [example.texts[0] for example in examples]
+        second = [example.texts[1] for example in examples] if len(self.config.text_fields) == 2 else None
+        labeled = all(example.label is not None for example in examples)
+        labels = [example.label for example in examples] if labeled else None
+        return encode_texts(tokenizer, first, second, self.config.max_seq_length, labels)
+
+    def build_head(self, backbone_outputs: dict, dropout: float):
+        """Dropout and a dense layer on ``pooled_output``; float32 outputs."""
+        pooled = keras.layers.Dropout(dropout, name="head_dropout")(backbone_outputs["pooled_output"])
+        return keras.layers.Dense(
+            self.num_outputs,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            dtype="float32",
+            name="head",
+        )(pooled)
+
+    def _with_texts(self, example: SentenceExample, prediction: dict) -> dict:
+        return {**dict(zip(self.config.text_fields, example.texts, strict=True)), **prediction}

@@ -1,0 +1,59 @@
+"""Sentence (pair) regression, e.g. STS-B similarity: one score, MSE, Pearson/Spearman."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from tfft.errors import TfftError
+from tfft.tasks import metrics
+from tfft.tasks.sentence import SentenceExample, SentenceTask
+
+
+class SentenceRegression(SentenceTask):
+    """Predicts one real-valued score per sentence or sentence pair."""
+
+    name = "sentence_regression"
+    default_main_metric = "pearson"
+    metric_names = ("loss", "pearson", "spearman")
+    num_outputs = 1
+
+    def parse_label(self, raw: Any, where: str) -> float:
+        """Reads the score as a float."""
+        try:
+            score = float(raw)
+        except (TypeError, ValueError):
+            score = float("nan")
+        if not np.isfinite(score):
+            raise TfftError(f"{where}: score {raw!r} is not a finite number; fix the row")
+        return score
+
+    def build_head(self, backbone_outputs: dict, dropout: float):
+        """One output per example, shape [batch]."""
+        return keras.ops.squeeze(super().build_head(backbone_outputs, dropout), axis=-1)
+
+    def loss(self):
+        """Mean squared error."""
+        return keras.losses.MeanSquaredError()
+
+    def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """MSE (as ``loss``), Pearson and Spearman correlation."""
+        outputs, labels = outputs.astype(np.float64), labels.astype(np.float64)
+        return {
+            "loss": float(np.mean((outputs - labels) ** 2)),
+            "pearson": metrics.pearson(outputs, labels),
+            "spearman": metrics.spearman(outputs, labels),
+        }
+
+    def predictions(self, examples: list[SentenceExample], outputs: np.ndarray) -> list[dict]:
+        """The texts and the predicted score."""
+        return [
+            self._with_texts(example, {"score": round(float(score), 6)})
+            for example, score in zip(examples, outputs, strict=True)
+        ]
+
+    def serving_outputs(self, outputs) -> dict:
+        """``predictions`` [batch]."""
+        return {"predictions": outputs}

@@ -1,0 +1,1 @@
+"""Training: distribution strategy, optimizer, callbacks and the ``model.fit`` driver."""

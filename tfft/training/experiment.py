@@ -1,0 +1,204 @@
+"""One run in a model_dir: ``train``, ``eval``, ``train_and_eval`` or ``predict``.
+
+Outputs in ``model_dir`` (see :mod:`tfft.modeling` for the model files):
+
+- ``logs/train`` and ``logs/validation``: TensorBoard scalars;
+- ``train_results.json``: steps, epochs, training examples/second, final loss;
+- ``eval_results.json``: the task's validation metrics for the final weights;
+- ``predictions.jsonl``: one prediction per input example (``predict`` mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+
+from tfft import evaluation, modeling
+from tfft.config import ExperimentConfig, save_yaml
+from tfft.data.features import Features
+from tfft.data.pipeline import train_dataset
+from tfft.errors import TfftError
+from tfft.tasks import Task, get_task
+from tfft.training.callbacks import TrainingScalars, Validation
+from tfft.training.optimizer import create_optimizer
+from tfft.training.strategy import create_strategy, set_precision
+
+MODES = ("train", "eval", "train_and_eval", "predict")
+
+
+def write_json(path: Path, value) -> None:
+    """Writes ``value`` as indented JSON."""
+    path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+class Experiment:
+    """Everything one run needs: config, task, strategy and model_dir.
+
+    Args:
+        config: The resolved experiment config.
+        model_dir: Where checkpoints, logs and results go.
+    """
+
+    def __init__(self, config: ExperimentConfig, model_dir: str | Path):
+        self.config = config
+        self.model_dir = Path(model_dir)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        keras.utils.set_random_seed(config.runtime.seed)
+        set_precision(config.runtime.mixed_precision)
+        self.task: Task = get_task(config.task)
+        self.strategy = create_strategy(config.runtime)
+        self.replicas = self.strategy.num_replicas_in_sync
+
+    @property
+    def static_length(self) -> int:
+        """Fixed padding length in static-shape mode, else 0."""
+        return self.config.task.max_seq_length if self.config.trainer.static_shapes else 0
+
+    @property
+    def eval_batch_size(self) -> int:
+        """Global evaluation batch size."""
+        return self.config.trainer.eval_batch_size * self.replicas
+
+    def run(self, mode: str, checkpoint: str = "") -> dict:
+        """Runs ``mode`` and returns its results (metrics, or prediction count)."""
+        if mode not in MODES:
+            raise TfftError(f"--mode has unknown value '{mode}'; choose one of {', '.join(MODES)}")
+        if mode in ("train", "train_and_eval"):
+            return self.train(with_validation=mode == "train_and_eval")
+        model, tokenizer = self._restore(checkpoint)
+        if mode == "eval":
+            features = self._features("validation_data", tokenizer)
+            return self._final_evaluation(model, features, checkpoint or "final")
+        return self.predict(model, tokenizer)
+
+    def _read(self, split: str, labeled: bool = True) -> list:
+        data = getattr(self.config.task, split)
+        if not data.input_path:
+            raise TfftError(f"task.{split}.input_path is empty; set it to a file or tfds:NAME/SPLIT")
+        examples = self.task.read_examples(data, labeled=labeled)
+        logging.info("read %d examples from %s", len(examples), data.input_path)
+        return examples
+
+    def _features(self, split: str, tokenizer) -> Features:
+        return self.task.encode(self._read(split), tokenizer)
+
+    def _restore(self, checkpoint: str):
+        with self.strategy.scope():
+            return modeling.restore_task_model(self.model_dir, self.task, checkpoint)
+
+    def train(self, with_validation: bool) -> dict:
+        """Fine-tunes from ``task.init_checkpoint``; evaluates after each epoch if asked."""
+        trainer = self.config.trainer
+        if trainer.early_stopping_patience and not with_validation:
+            raise TfftError(
+                "trainer.early_stopping_patience needs validation data: use --mode=train_and_eval"
+            )
+        save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
+        hf_config, weights, tokenizer, folder = modeling.load_pretrained(self.task)
+        train_features = self._features("train_data", tokenizer)
+        validation_features = (
+            self._features("validation_data", tokenizer)
+            if with_validation else None
+        )
+        global_batch = trainer.train_batch_size * self.replicas
+        dataset = train_dataset(
+            train_features, global_batch, self.config.runtime.seed,
+            trainer.length_grouping, self.static_length,
+        )
+        steps_per_epoch = int(dataset.cardinality())
+        if steps_per_epoch < 1:
+            raise TfftError(
+                f"{len(train_features)} training examples make no full batch of {global_batch}; "
+                "lower trainer.train_batch_size or add data"
+            )
+        with self.strategy.scope():
+            model, backbone = modeling.build_task_model(self.task, hf_config, weights, str(folder))
+            backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
+            model.compile(
+                optimizer=create_optimizer(trainer, steps_per_epoch * trainer.epochs, model),
+                loss=self.task.loss(),
+                metrics=self.task.train_metrics(),
+                steps_per_execution=trainer.steps_per_execution,
+                jit_compile=trainer.jit_compile,
+            )
+        modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
+        scalars = TrainingScalars(
+            self.model_dir / "logs" / "train", global_batch, len(train_features),
+            trainer.log_every_steps,
+        )
+        callbacks = self._validation_callbacks(validation_features) + [scalars]
+        logging.info("training %d steps (%d epochs of %d, global batch %d on %d replicas)",
+                     steps_per_epoch * trainer.epochs, trainer.epochs, steps_per_epoch,
+                     global_batch, self.replicas)
+        start = time.perf_counter()
+        history = model.fit(
+            dataset, epochs=trainer.epochs, callbacks=callbacks, shuffle=False, verbose=2
+        )
+        model.save_weights(str(self._checkpoint_file("final")))
+        results = {
+            "steps": int(model.optimizer.iterations.numpy()),
+            "epochs": len(history.epoch),
+            "train_examples": len(train_features),
+            "examples_per_second": scalars.examples_per_second,
+            "train_seconds": time.perf_counter() - start,
+            "loss": float(history.history["loss"][-1]),
+        }
+        write_json(self.model_dir / "train_results.json", results)
+        if with_validation:
+            return self._final_evaluation(model, validation_features, "final")
+        return results
+
+    def _checkpoint_file(self, name: str) -> Path:
+        folder = self.model_dir / modeling.CHECKPOINTS_DIR
+        folder.mkdir(exist_ok=True)
+        return folder / f"{name}.weights.h5"
+
+    def _validation_callbacks(self, features: Features | None) -> list:
+        latest = keras.callbacks.ModelCheckpoint(
+            str(self._checkpoint_file("latest")), save_weights_only=True
+        )
+        if features is None:
+            return [latest]
+        monitor, mode = f"val_{self.task.main_metric}", self.task.main_metric_mode
+        callbacks = [
+            Validation(self.task, features, self.eval_batch_size,
+                       self.model_dir / "logs" / "validation", self.static_length),
+            latest,
+            keras.callbacks.ModelCheckpoint(
+                str(self._checkpoint_file("best")), monitor=monitor, mode=mode,
+                save_best_only=True, save_weights_only=True,
+            ),
+        ]
+        if self.config.trainer.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=self.config.trainer.early_stopping_patience,
+                restore_best_weights=True, verbose=1,
+            ))
+        return callbacks
+
+    def _final_evaluation(self, model, features: Features, checkpoint: str) -> dict:
+        metrics, _ = evaluation.evaluate(
+            self.task, model, features, self.eval_batch_size, self.static_length
+        )
+        metrics["checkpoint"] = checkpoint
+        write_json(self.model_dir / "eval_results.json", metrics)
+        logging.info("eval results: %s", metrics)
+        return metrics
+
+    def predict(self, model, tokenizer) -> dict:
+        """Writes ``predictions.jsonl`` for ``task.predict_data`` (default: validation data)."""
+        split = "predict_data" if self.config.task.predict_data.input_path else "validation_data"
+        examples = self._read(split, labeled=False)
+        outputs, _ = evaluation.predict(
+            model, self.task.encode(examples, tokenizer), self.eval_batch_size, self.static_length
+        )
+        path = self.model_dir / "predictions.jsonl"
+        with path.open("w") as file:
+            for row in self.task.predictions(examples, outputs):
+                file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        logging.info("wrote %d predictions to %s", len(examples), path)
+        return {"predictions": len(examples), "path": str(path)}
