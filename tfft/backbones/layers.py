@@ -86,7 +86,9 @@ class SelfAttention(keras.layers.Layer):
         key = self._split_heads(self.key(hidden))
         value = self._split_heads(self.value(hidden))
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
-        scores = ops.cast(scores, "float32") / math.sqrt(self.head_size) + mask_bias
+        # Keras casts layer inputs to the compute dtype; the bias is added in float32.
+        scores = ops.cast(scores, "float32") / math.sqrt(self.head_size)
+        scores = scores + ops.cast(mask_bias, "float32")
         probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probs = self.dropout(probs, training=training)
         context = ops.transpose(ops.matmul(probs, value), (0, 2, 1, 3))

@@ -116,19 +116,20 @@ class Validation(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.static_length = static_length
         self.writer = tf.summary.create_file_writer(str(log_dir))
-        self.history: list[dict] = []
+        self.seconds = 0.0
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
+        start = time.perf_counter()
         metrics, _ = evaluation.evaluate(
             self.task, self.model, self.features, self.batch_size, self.static_length
         )
+        self.seconds += time.perf_counter() - start
         step = int(self.model.optimizer.iterations.numpy())
         with self.writer.as_default(step=step):
             for name, value in metrics.items():
                 if name != "num_examples":
                     tf.summary.scalar(name, value)
         self.writer.flush()
-        self.history.append({"epoch": epoch + 1, "step": step, **metrics})
         logging.info("epoch %d validation: %s", epoch + 1,
                      ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if logs is not None:

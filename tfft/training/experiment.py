@@ -130,7 +130,15 @@ class Experiment:
             self.model_dir / "logs" / "train", global_batch, len(train_features),
             trainer.log_every_steps,
         )
-        callbacks = self._validation_callbacks(validation_features) + [scalars]
+        validation = None
+        if validation_features is not None:
+            validation = Validation(
+                self.task, validation_features, self.eval_batch_size,
+                self.model_dir / "logs" / "validation", self.static_length,
+            )
+        # Validation first: the callbacks after it read its val_* metrics.
+        callbacks = [validation] if validation else []
+        callbacks += self._checkpoint_callbacks(bool(validation)) + [scalars]
         logging.info("training %d steps (%d epochs of %d, global batch %d on %d replicas)",
                      steps_per_epoch * trainer.epochs, trainer.epochs, steps_per_epoch,
                      global_batch, self.replicas)
@@ -138,13 +146,17 @@ class Experiment:
         history = model.fit(
             dataset, epochs=trainer.epochs, callbacks=callbacks, shuffle=False, verbose=2
         )
+        train_seconds = time.perf_counter() - start - (validation.seconds if validation else 0.0)
         model.save_weights(str(self._checkpoint_file("final")))
         results = {
             "steps": int(model.optimizer.iterations.numpy()),
             "epochs": len(history.epoch),
             "train_examples": len(train_features),
-            "examples_per_second": scalars.examples_per_second,
-            "train_seconds": time.perf_counter() - start,
+            # Whole fit() time without validation, tracing and first step included.
+            "train_seconds": train_seconds,
+            "examples_per_second": len(train_features) * len(history.epoch) / train_seconds,
+            # The same after the first step (compilation) only.
+            "steady_examples_per_second": scalars.examples_per_second,
             "loss": float(history.history["loss"][-1]),
         }
         write_json(self.model_dir / "train_results.json", results)
@@ -157,22 +169,18 @@ class Experiment:
         folder.mkdir(exist_ok=True)
         return folder / f"{name}.weights.h5"
 
-    def _validation_callbacks(self, features: Features | None) -> list:
-        latest = keras.callbacks.ModelCheckpoint(
+    def _checkpoint_callbacks(self, validated: bool) -> list:
+        """Latest weights every epoch; with validation, best weights and early stopping."""
+        callbacks = [keras.callbacks.ModelCheckpoint(
             str(self._checkpoint_file("latest")), save_weights_only=True
-        )
-        if features is None:
-            return [latest]
+        )]
+        if not validated:
+            return callbacks
         monitor, mode = f"val_{self.task.main_metric}", self.task.main_metric_mode
-        callbacks = [
-            Validation(self.task, features, self.eval_batch_size,
-                       self.model_dir / "logs" / "validation", self.static_length),
-            latest,
-            keras.callbacks.ModelCheckpoint(
-                str(self._checkpoint_file("best")), monitor=monitor, mode=mode,
-                save_best_only=True, save_weights_only=True,
-            ),
-        ]
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(self._checkpoint_file("best")), monitor=monitor, mode=mode,
+            save_best_only=True, save_weights_only=True,
+        ))
         if self.config.trainer.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=monitor, mode=mode, patience=self.config.trainer.early_stopping_patience,

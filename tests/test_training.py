@@ -1,0 +1,233 @@
+"""End-to-end runs of tfft-train / tfft-export on a tiny checkpoint and synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, run_cli, write_sentiment_tsv
+
+from tfft.config import build_config
+
+
+def read_scalars(folder) -> dict[str, list[float]]:
+    """All scalar summaries under a TensorBoard log folder, by tag."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return {
+        tag: [float(tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)]
+        for tag in accumulator.Tags()["tensors"]
+    }
+
+
+@pytest.fixture(scope="module")
+def sentiment_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentiment")
+    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
+            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
+
+
+def overrides(tiny_bert, data, **extra) -> str:
+    settings = {
+        "task.init_checkpoint": tiny_bert,
+        "task.train_data.input_path": data[0],
+        "task.validation_data.input_path": data[1],
+        "task.max_seq_length": 32,
+        "trainer.epochs": 3,
+        "trainer.train_batch_size": 16,
+        "trainer.eval_batch_size": 32,
+        "trainer.learning_rate": 1e-3,
+        "trainer.log_every_steps": 10,
+        **extra,
+    }
+    return ",".join(f"{key}={value}" for key, value in settings.items())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_bert, sentiment_data):
+    """One train_and_eval run shared by the layout, eval, predict and export tests."""
+    model_dir = tmp_path_factory.mktemp("run") / "model"
+    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+            "--mode=train_and_eval", f"--params_override={overrides(tiny_bert, sentiment_data)}")
+    return model_dir
+
+
+def test_training_learns_and_writes_results(trained):
+    results = json.loads((trained / "eval_results.json").read_text())
+    assert {"loss", "accuracy", "f1", "matthews_corrcoef", "examples_per_second"} <= set(results)
+    assert results["num_examples"] == 96
+    # The label depends on one sentiment word: a model that trains gets it right.
+    assert results["accuracy"] > 0.9
+    train = json.loads((trained / "train_results.json").read_text())
+    assert train["steps"] == 3 * 30 and train["epochs"] == 3
+    assert train["examples_per_second"] > 0
+
+
+def test_model_dir_layout(trained):
+    params = build_config([str(trained / "params.yaml")])
+    assert params.trainer.epochs == 3 and params.task.max_seq_length == 32
+    for name in ("final", "best", "latest"):
+        assert (trained / "checkpoints" / f"{name}.weights.h5").is_file()
+    assets = {p.name for p in (trained / "assets").iterdir()}
+    assert {"config.json", "tokenizer.json", "vocab.txt", "labels.txt"} <= assets
+    assert (trained / "assets" / "labels.txt").read_text().split() == ["0", "1"]
+
+
+def test_tensorboard_scalars(trained):
+    train = read_scalars(trained / "logs" / "train")
+    validation = read_scalars(trained / "logs" / "validation")
+    assert {"loss", "learning_rate", "accuracy", "examples_per_second"} <= set(train)
+    assert {"loss", "accuracy", "f1", "matthews_corrcoef", "examples_per_second"} <= set(validation)
+    assert len(validation["accuracy"]) == 3  # One evaluation per epoch.
+    # Linear warmup then decay: the last logged learning rate is below the peak.
+    assert 0 < train["learning_rate"][-1] < 1e-3
+
+
+def test_eval_mode_reproduces_eval_results(trained):
+    expected = json.loads((trained / "eval_results.json").read_text())
+    (trained / "eval_results.json").unlink()
+    run_cli("tfft.cli.train", f"--model_dir={trained}", "--mode=eval")
+    again = json.loads((trained / "eval_results.json").read_text())
+    assert again["accuracy"] == expected["accuracy"]
+    assert again["loss"] == pytest.approx(expected["loss"], abs=1e-5)
+
+
+def test_predict_mode_writes_one_row_per_example(trained, sentiment_data, tmp_path):
+    unlabeled = tmp_path / "unlabeled.tsv"
+    unlabeled.write_text("sentence\nthe movie was great\nan awful boring film\n")
+    run_cli("tfft.cli.train", f"--model_dir={trained}", "--mode=predict",
+            f"--params_override=task.predict_data.input_path={unlabeled}")
+    rows = [json.loads(line) for line in (trained / "predictions.jsonl").read_text().splitlines()]
+    assert [row["sentence"] for row in rows] == ["the movie was great", "an awful boring film"]
+    assert [row["label"] for row in rows] == ["1", "0"]
+    assert all(sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for row in rows)
+
+
+EXPORT_CHECK = textwrap.dedent("""
+    import csv, json, sys
+    import numpy as np
+    import tensorflow as tf
+    from tokenizers import Tokenizer
+    export, data = sys.argv[1], sys.argv[2]
+    serve = tf.saved_model.load(export).signatures["serving_default"]
+    tokenizer = Tokenizer.from_file(export + "/assets/tokenizer.json")
+    tokenizer.enable_truncation(32)
+    tokenizer.enable_padding()
+    with open(data) as f:
+        rows = list(csv.DictReader(f, delimiter="\\t", quoting=csv.QUOTE_NONE))
+    encoded = tokenizer.encode_batch([row["sentence"] for row in rows])
+    outputs = serve(**{name: tf.constant([getattr(e, attr) for e in encoded], tf.int32)
+                       for name, attr in [("input_ids", "ids"), ("token_type_ids", "type_ids"),
+                                          ("attention_mask", "attention_mask")]})
+    labels = np.array([int(row["label"]) for row in rows])
+    print(json.dumps({
+        "accuracy": float(np.mean(outputs["probabilities"].numpy().argmax(-1) == labels)),
+        "keys": sorted(outputs), "tfft_imported": "tfft" in sys.modules,
+        "labels": open(export + "/assets/labels.txt").read().split()}))
+""")
+
+
+def test_export_loads_without_tfft_and_reproduces_accuracy(trained, sentiment_data, tmp_path):
+    export_dir = tmp_path / "export"
+    run_cli("tfft.cli.export", f"--model_dir={trained}", f"--export_dir={export_dir}")
+    process = subprocess.run(
+        [sys.executable, "-c", EXPORT_CHECK, str(export_dir), str(sentiment_data[1])],
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+    expected = json.loads((trained / "eval_results.json").read_text())["accuracy"]
+    assert result["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert result["keys"] == ["logits", "probabilities"]
+    assert result["labels"] == ["0", "1"] and not result["tfft_imported"]
+
+
+def test_regression_task_end_to_end(tiny_bert, tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["good", "great", "fun", "bad", "awful", "boring"]
+    lines = ["sentence1\tsentence2\tscore"]
+    for _ in range(200):
+        a, b = rng.choice(words, 2)
+        score = 5.0 if (a in words[:3]) == (b in words[:3]) else 0.0
+        lines.append(f"the movie was {a}\tthe film was {b}\t{score}")
+    data = tmp_path / "pairs.tsv"
+    data.write_text("\n".join(lines) + "\n")
+    model_dir = tmp_path / "model"
+    settings = overrides(tiny_bert, (data, data), **{"trainer.epochs": 4, "task.label_field": "score"})
+    run_cli("tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={model_dir}",
+            f"--params_override={settings}")
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    assert {"loss", "pearson", "spearman"} <= set(results)
+    assert results["pearson"] > 0.8
+    export_dir = tmp_path / "export"
+    run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    ids = tf.constant([[2, 5, 3]], tf.int32)
+    outputs = serve(input_ids=ids, token_type_ids=tf.zeros_like(ids), attention_mask=tf.ones_like(ids))
+    assert list(outputs) == ["predictions"] and outputs["predictions"].shape == (1,)
+
+
+def test_early_stopping_restores_best_and_freezing_keeps_lower_layers(tiny_bert, sentiment_data, tmp_path):
+    """Head-only training (0 encoder layers) with early stopping: final weights are the best."""
+    import keras
+
+    from tfft import modeling
+    from tfft.backbones.checkpoint import read_config, read_weights
+    from tfft.tasks import get_task
+
+    model_dir = tmp_path / "model"
+    settings = overrides(tiny_bert, sentiment_data, **{
+        "trainer.epochs": 6, "trainer.early_stopping_patience": 1,
+        "trainer.trainable_encoder_layers": 0,
+    })
+    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+            f"--params_override={settings}")
+    config = modeling.load_run_config(model_dir)
+    task = get_task(config.task)
+    final, _ = modeling.restore_task_model(model_dir, task, "final")
+    best, _ = modeling.restore_task_model(model_dir, task, "best")
+    for a, b in zip(final.weights, best.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    pretrained, _ = modeling.build_task_model(
+        task, read_config(tiny_bert), read_weights(tiny_bert), str(tiny_bert))
+    backbone = final.get_layer("backbone")
+    original = pretrained.get_layer("backbone")
+    for a, b in zip(backbone.weights, original.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    head_now = keras.ops.convert_to_numpy(final.get_layer("head").kernel)
+    head_then = keras.ops.convert_to_numpy(pretrained.get_layer("head").kernel)
+    assert not np.allclose(head_now, head_then)
+
+
+def test_bfloat16_static_shapes_and_steps_per_execution(tiny_bert, sentiment_data, tmp_path):
+    model_dir = tmp_path / "model"
+    settings = overrides(tiny_bert, sentiment_data, **{
+        "runtime.mixed_precision": "mixed_bfloat16", "trainer.static_shapes": True,
+        "trainer.steps_per_execution": 5, "runtime.strategy": "one_device",
+    })
+    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+            f"--params_override={settings}")
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    train = json.loads((model_dir / "train_results.json").read_text())
+    assert results["num_examples"] == 96  # Static padding of the last batch drops nothing.
+    assert results["accuracy"] > 0.9
+    assert train["steps"] == 3 * (480 // 16)
+    saved = yaml.safe_load((model_dir / "params.yaml").read_text())
+    assert saved["runtime"]["mixed_precision"] == "mixed_bfloat16"
+
+
+def test_readme_commands_are_the_scripts_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    assert "bash tools/quickstart.sh" in readme and "bash tools/test.sh" in readme
+    assert "tools/test.sh" in (REPO / ".ci" / "run").read_text()
