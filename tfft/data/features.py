@@ -51,9 +51,3 @@ class Features:
             lengths,
             None if self.labels is None else self.labels[indices],
         )
-
-    def row(self, index: int) -> dict[str, np.ndarray]:
-        """One example's columns."""
-        start = int(self.lengths[:index].sum())
-        end = start + int(self.lengths[index])
-        return {name: values[start:end] for name, values in self.columns.items()}

@@ -4,7 +4,8 @@ Outputs in ``model_dir`` (see :mod:`tfft.modeling` for the model files):
 
 - ``logs/train`` and ``logs/validation``: TensorBoard scalars;
 - ``train_results.json``: steps, epochs, training examples/second, final loss;
-- ``eval_results.json``: the task's validation metrics for the final weights;
+- ``eval_results.json``: the task's validation metrics for the final weights, computed
+  in float32 like the exported model (per-epoch validation uses the training precision);
 - ``predictions.jsonl``: one prediction per input example (``predict`` mode).
 """
 
@@ -48,7 +49,6 @@ class Experiment:
         self.model_dir = Path(model_dir)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         keras.utils.set_random_seed(config.runtime.seed)
-        set_precision(config.runtime.mixed_precision)
         self.task: Task = get_task(config.task)
         self.strategy = create_strategy(config.runtime)
         self.replicas = self.strategy.num_replicas_in_sync
@@ -115,6 +115,7 @@ class Experiment:
                 f"{len(train_features)} training examples make no full batch of {global_batch}; "
                 "lower trainer.train_batch_size or add data"
             )
+        set_precision(self.config.runtime.mixed_precision)
         with self.strategy.scope():
             model, backbone = modeling.build_task_model(self.task, hf_config, weights, str(folder))
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
@@ -160,7 +161,11 @@ class Experiment:
             "loss": float(history.history["loss"][-1]),
         }
         write_json(self.model_dir / "train_results.json", results)
+        # Evaluation, prediction and export run in float32, so eval_results.json holds
+        # exactly what the exported model computes.
+        set_precision("float32")
         if with_validation:
+            model, _ = self._restore("final")
             return self._final_evaluation(model, validation_features, "final")
         return results
 
