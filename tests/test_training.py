@@ -91,7 +91,7 @@ def test_tensorboard_scalars(trained):
     # Logged after warmup (9 of 90 steps): linear decay from near the 1e-3 peak to 0.
     rates = train["learning_rate"]
     assert 0.9e-3 < rates[0] <= 1e-3 and rates[-1] == pytest.approx(0.0, abs=1e-9)
-    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
 
 
 def test_eval_mode_reproduces_eval_results(trained):
