@@ -197,8 +197,8 @@ def test_early_stopping_restores_best_and_freezing_keeps_lower_layers(tiny_bert,
             f"--params_override={settings}")
     config = modeling.load_run_config(model_dir)
     task = get_task(config.task)
-    final, _ = modeling.restore_task_model(model_dir, task, "final")
-    best, _ = modeling.restore_task_model(model_dir, task, "best")
+    final, _, _ = modeling.restore_task_model(model_dir, task, "final")
+    best, _, _ = modeling.restore_task_model(model_dir, task, "best")
     for a, b in zip(final.weights, best.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     pretrained, _ = modeling.build_task_model(

@@ -13,3 +13,9 @@ class TfftError(ValueError):
 def located(source: str, line: int | None) -> str:
     """Formats an input location as ``file:line`` (or just ``file``)."""
     return f"{source}:{line}" if line else source
+
+
+def reason(error: BaseException) -> str:
+    """The first line of an exception's message (or its type name), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -69,7 +69,7 @@ def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint
     config = modeling.load_run_config(model_dir)
     set_precision("float32")  # Serve in float32 whatever the training precision was.
     task = get_task(config.task)
-    model, _ = modeling.restore_task_model(model_dir, task, checkpoint)
+    model, _, _ = modeling.restore_task_model(model_dir, task, checkpoint)
     asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
     module = ServingModule(model, task, asset_files)
     tf.saved_model.save(

@@ -19,7 +19,7 @@ from tfft import backbones
 from tfft.backbones.checkpoint import read_config, read_weights, resolve_checkpoint
 from tfft.config import ExperimentConfig, TaskConfig, build_config
 from tfft.data.tokenization import load_tokenizer
-from tfft.errors import TfftError
+from tfft.errors import TfftError, reason
 from tfft.tasks import Task
 
 ASSETS_DIR = "assets"
@@ -129,7 +129,7 @@ def restore_task_model(model_dir: Path, task: Task, checkpoint: str = ""):
     """Rebuilds a fine-tuned model from ``model_dir`` and loads its weights.
 
     Returns:
-        ``(model, tokenizer)``.
+        ``(model, tokenizer, weights_path)``.
     """
     assets = model_dir / ASSETS_DIR
     model, _ = build_task_model(task, read_config(assets))
@@ -137,9 +137,8 @@ def restore_task_model(model_dir: Path, task: Task, checkpoint: str = ""):
     try:
         model.load_weights(str(path))
     except (ValueError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TfftError(
-            f"cannot load weights '{path}' ({reason}); it does not match this model_dir's "
+            f"cannot load weights '{path}' ({reason(error)}); it does not match this model_dir's "
             "config or is damaged"
         ) from None
-    return model, load_tokenizer(assets)
+    return model, load_tokenizer(assets), path

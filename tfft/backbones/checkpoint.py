@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from tfft.errors import TfftError
+from tfft.errors import TfftError, reason
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -17,7 +16,8 @@ _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or os.sep + os.sep in name or name.count("/") > 1
+    """Hub ids are ``name`` or ``org/name``; anything else with slashes is a path."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1
 
 
 def resolve_checkpoint(name: str) -> Path:
@@ -44,9 +44,8 @@ def resolve_checkpoint(name: str) -> Path:
 
         return Path(huggingface_hub.snapshot_download(name, allow_patterns=_HUB_PATTERNS))
     except Exception as error:  # noqa: BLE001 - any download failure means the same to users.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TfftError(
-            f"could not fetch checkpoint '{name}' from the Hugging Face Hub ({reason}); "
+            f"could not fetch checkpoint '{name}' from the Hugging Face Hub ({reason(error)}); "
             "check the id and the network, or pass a local folder"
         ) from None
 
@@ -96,6 +95,6 @@ def read_weights(folder: Path) -> dict[str, np.ndarray]:
             tensors.update(load_file(str(file)))
         except (SafetensorError, OSError) as error:
             raise TfftError(
-                f"weights file '{file}' cannot be read ({error}); re-download or re-save it"
+                f"weights file '{file}' cannot be read ({reason(error)}); re-download or re-save it"
             ) from None
     return tensors

@@ -15,7 +15,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfft.errors import TfftError, located
+from tfft.errors import TfftError, located, reason
 
 TFDS_PREFIX = "tfds:"
 _SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -128,9 +128,8 @@ def _read_tfds(spec: str) -> Iterator[Record]:
     try:
         dataset = tfds.load(name, split=split, shuffle_files=False)
     except Exception as error:  # noqa: BLE001 - TFDS raises many types for one cause.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TfftError(
-            f"cannot load TFDS dataset '{spec}' ({reason}); check the name and split, "
+            f"cannot load TFDS dataset '{spec}' ({reason(error)}); check the name and split, "
             "the network, or use a local file"
         ) from None
     for index, example in enumerate(tfds.as_numpy(dataset), start=1):

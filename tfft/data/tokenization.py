@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from tfft.data.features import Features
-from tfft.errors import TfftError
+from tfft.errors import TfftError, reason
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -23,9 +23,8 @@ def load_tokenizer(folder: str | Path):
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TfftError(
-            f"cannot load a tokenizer from '{folder}' ({reason}); the folder needs "
+            f"cannot load a tokenizer from '{folder}' ({reason(error)}); the folder needs "
             "tokenizer.json or vocab.txt, or set task.tokenizer"
         ) from None
     if not getattr(tokenizer, "is_fast", False):

@@ -69,10 +69,10 @@ class Experiment:
             raise TfftError(f"--mode has unknown value '{mode}'; choose one of {', '.join(MODES)}")
         if mode in ("train", "train_and_eval"):
             return self.train(with_validation=mode == "train_and_eval")
-        model, tokenizer = self._restore(checkpoint)
+        model, tokenizer, weights = self._restore(checkpoint)
         if mode == "eval":
             features = self._features("validation_data", tokenizer)
-            return self._final_evaluation(model, features, checkpoint or "final")
+            return self._final_evaluation(model, features, weights)
         return self.predict(model, tokenizer)
 
     def _read(self, split: str, labeled: bool = True) -> list:
@@ -165,8 +165,8 @@ class Experiment:
         # exactly what the exported model computes.
         set_precision("float32")
         if with_validation:
-            model, _ = self._restore("final")
-            return self._final_evaluation(model, validation_features, "final")
+            model, _, weights = self._restore("final")
+            return self._final_evaluation(model, validation_features, weights)
         return results
 
     def _checkpoint_file(self, name: str) -> Path:
@@ -193,11 +193,11 @@ class Experiment:
             ))
         return callbacks
 
-    def _final_evaluation(self, model, features: Features, checkpoint: str) -> dict:
+    def _final_evaluation(self, model, features: Features, weights: Path) -> dict:
         metrics, _ = evaluation.evaluate(
             self.task, model, features, self.eval_batch_size, self.static_length
         )
-        metrics["checkpoint"] = checkpoint
+        metrics["checkpoint"] = str(weights)
         write_json(self.model_dir / "eval_results.json", metrics)
         logging.info("eval results: %s", metrics)
         return metrics

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from tfft.config import RuntimeConfig
-from tfft.errors import TfftError
+from tfft.errors import TfftError, reason
 
 
 def create_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
@@ -63,9 +63,8 @@ def _tpu_strategy(address: str) -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as error:  # noqa: BLE001 - resolvers raise many types for one cause.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TfftError(
-            f"cannot reach the TPU runtime.tpu='{address}' ({reason}); check the name "
+            f"cannot reach the TPU runtime.tpu='{address}' ({reason(error)}); check the name "
             "or address and that this host can reach it"
         ) from None
     return tf.distribute.TPUStrategy(resolver)
