@@ -131,9 +131,9 @@ def restore_task_model(model_dir: Path, task: Task, checkpoint: str = ""):
     Returns:
         ``(model, tokenizer, weights_path)``.
     """
+    path = checkpoint_path(model_dir, checkpoint)
     assets = model_dir / ASSETS_DIR
     model, _ = build_task_model(task, read_config(assets))
-    path = checkpoint_path(model_dir, checkpoint)
     try:
         model.load_weights(str(path))
     except (ValueError, OSError) as error:

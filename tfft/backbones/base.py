@@ -56,12 +56,10 @@ class Backbone(keras.Model):
             count: -1 trains everything; 0 freezes the whole backbone (head-only
                 training); N trains the top N encoder layers and the pooler.
         """
-        if count < 0:
-            self.trainable = True
-            return
-        self.embeddings.trainable = False
-        frozen = max(len(self.encoder_layers) - count, 0)
+        layers = len(self.encoder_layers)
+        self.embeddings.trainable = count < 0
+        count = layers if count < 0 else min(count, layers)
         for index, layer in enumerate(self.encoder_layers):
-            layer.trainable = index >= frozen
+            layer.trainable = index >= layers - count
         if self.pooler is not None:
             self.pooler.trainable = count > 0
