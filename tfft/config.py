@@ -183,14 +183,18 @@ def _update(obj, values: dict, prefix: str) -> None:
 def parse_overrides(text: str) -> dict:
     """Parses ``a.b=1,c=[x,y]`` into a nested dict; values are read as YAML scalars.
 
-    Commas inside brackets or quotes do not split entries.
+    Commas inside brackets or quoted values do not split entries.
+
+    Raises:
+        TfftError: for an entry without ``=`` or a quote that is never closed.
     """
     entries, depth, quote, current = [], 0, "", []
     for char in text:
+        previous = "".join(current).rstrip()[-1:]
         if quote:
             quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
+        elif char in "'\"" and previous in ("", "=", "[", "{", ",", ":"):
+            quote = char  # Only a quote that starts a value or list item opens a string.
         elif char in "[{":
             depth += 1
         elif char in "]}":
@@ -200,6 +204,11 @@ def parse_overrides(text: str) -> dict:
             current = []
             continue
         current.append(char)
+    if quote or depth:
+        raise TfftError(
+            f"--params_override has an unclosed {quote or 'bracket'} in '{text}'; close it or "
+            "quote the whole value"
+        )
     entries.append("".join(current))
     nested: dict = {}
     for entry in filter(str.strip, entries):

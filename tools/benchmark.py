@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -148,7 +149,7 @@ def hf_worker() -> None:
     arguments = transformers.TrainingArguments(
         output_dir=str(folder), per_device_train_batch_size=FLAGS.batch_size,
         per_device_eval_batch_size=FLAGS.eval_batch_size, learning_rate=FLAGS.learning_rate,
-        num_train_epochs=FLAGS.epochs, warmup_steps=int(FLAGS.warmup_fraction * steps),
+        num_train_epochs=FLAGS.epochs, warmup_steps=math.ceil(FLAGS.warmup_fraction * steps),
         lr_scheduler_type="linear", weight_decay=FLAGS.weight_decay, max_grad_norm=1.0,
         adam_epsilon=1e-8, seed=seed, save_strategy="no", eval_strategy="no",
         logging_steps=50, report_to="none", use_cpu=True, dataloader_num_workers=0,

@@ -18,6 +18,8 @@ import tensorflow as tf
 from tfft.errors import TfftError, located, reason
 
 TFDS_PREFIX = "tfds:"
+#: Written at the start of "UTF-8 with BOM" files (e.g. by spreadsheet programs).
+BYTE_ORDER_MARK = "\ufeff"
 _SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
@@ -88,6 +90,7 @@ def _read_delimited(path: str, fmt: str) -> Iterator[Record]:
             header = next(reader)
         except StopIteration:
             return
+        header[0] = header[0].lstrip(BYTE_ORDER_MARK)
         for row in reader:
             line = reader.line_num
             if not any(cell.strip() for cell in row):
@@ -104,6 +107,7 @@ def _read_jsonl(path: str, fmt: str) -> Iterator[Record]:
     """One JSON object per line."""
     with tf.io.gfile.GFile(path, "r") as file:
         for line, text in enumerate(file, start=1):
+            text = text.lstrip(BYTE_ORDER_MARK) if line == 1 else text
             if not text.strip():
                 continue
             try:

@@ -51,7 +51,10 @@ def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray, num_classes: 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation (0 when either input is constant)."""
-    x, y = x.astype(np.float64) - x.mean(), y.astype(np.float64) - y.mean()
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return 0.0
+    x, y = x - x.mean(), y - y.mean()
     denominator = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / denominator) if denominator else 0.0
 

@@ -32,6 +32,11 @@ class SentenceClassification(SentenceTask):
                 f"task.num_labels is {config.num_labels} but task.label_list has "
                 f"{len(config.label_list)} entries; make them agree"
             )
+        if any(isinstance(name, bool) for name in config.label_list):
+            raise TfftError(
+                f"task.label_list {config.label_list} holds booleans (YAML reads yes/no/true/"
+                "false unquoted as such); quote the labels, e.g. [\"yes\", \"no\"]"
+            )
         if config.num_labels < 2:
             raise TfftError(f"task.num_labels must be at least 2, got {config.num_labels}")
         self.num_outputs = config.num_labels

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -53,7 +55,7 @@ def no_decay_variables(model: keras.Model) -> list:
 def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model):
     """AdamW for ``model`` with the configured schedule, decay and gradient clipping."""
     schedule = WarmupLinearDecay(
-        trainer.learning_rate, int(trainer.warmup_fraction * total_steps), total_steps
+        trainer.learning_rate, math.ceil(trainer.warmup_fraction * total_steps), total_steps
     )
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule,

@@ -1,0 +1,230 @@
+"""tf.data pipelines: shuffling, per-batch padding, length grouping, static shapes, order restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfft.data.features import Features
+from tfft.data.pipeline import inference_dataset, restore_order, train_dataset
+
+
+def make_features(lengths, labeled: bool = True) -> Features:
+    """Example ``i`` has ``lengths[i]`` tokens, all equal to ``i + 1`` (so rows are identifiable)."""
+    lengths = [int(n) for n in lengths]
+    columns = {
+        "input_ids": [[i + 1] * n for i, n in enumerate(lengths)],
+        "token_type_ids": [[1] * n for n in lengths],
+        "attention_mask": [[1] * n for n in lengths],
+    }
+    labels = [(i * 7) % 3 for i in range(len(lengths))] if labeled else None
+    return Features.from_lists(columns, labels)
+
+
+def random_lengths(count: int, seed: int, high: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(1, high + 1, size=count)
+
+
+def check_batch(inputs: dict, labels, features: Features, static_length: int = 0) -> list[int]:
+    """Checks a padded batch against the source examples; returns the example indices in it."""
+    ids = inputs["input_ids"].numpy()
+    indices = ids[:, 0] - 1
+    expected_width = static_length or int(features.lengths[indices].max())
+    assert ids.shape == (len(indices), expected_width)
+    for row, index in enumerate(indices):
+        length = int(features.lengths[index])
+        padding = [0] * (expected_width - length)
+        assert ids[row].tolist() == [index + 1] * length + padding
+        assert inputs["token_type_ids"].numpy()[row].tolist() == [1] * length + padding
+        assert inputs["attention_mask"].numpy()[row].tolist() == [1] * length + padding
+    if labels is not None:
+        assert labels.numpy().tolist() == features.labels[indices].tolist()
+    return indices.tolist()
+
+
+def epoch_order(dataset) -> list[int]:
+    return [int(i) - 1 for inputs, _ in dataset for i in inputs["input_ids"].numpy()[:, 0]]
+
+
+# --- Features --------------------------------------------------------------------------------------
+
+
+def test_features_from_lists_and_take():
+    rows = [[5, 6, 7], [8], [9, 10]]
+    features = Features.from_lists({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]},
+                                   labels=[0, 1, 2])
+    assert len(features) == 3
+    assert features.lengths.tolist() == [3, 1, 2]
+    assert features.columns["input_ids"].tolist() == [5, 6, 7, 8, 9, 10]
+    assert features.columns["input_ids"].dtype == np.int32
+
+    taken = features.take(np.array([2, 0, 2, 1]))
+    assert taken.lengths.tolist() == [2, 3, 2, 1]
+    assert taken.columns["input_ids"].tolist() == [9, 10, 5, 6, 7, 9, 10, 8]
+    assert taken.columns["attention_mask"].tolist() == [1] * 8
+    assert taken.labels.tolist() == [2, 0, 2, 1]
+    # The source is untouched.
+    assert features.columns["input_ids"].tolist() == [5, 6, 7, 8, 9, 10]
+
+    empty = features.take(np.array([], dtype=np.int64))
+    assert len(empty) == 0 and empty.columns["input_ids"].tolist() == []
+
+
+def test_take_on_random_features_and_without_labels():
+    features = make_features(random_lengths(50, seed=4), labeled=False)
+    indices = np.random.default_rng(5).integers(0, 50, size=80)
+    taken = features.take(indices)
+    assert taken.labels is None
+    expected = [token for i in indices for token in [i + 1] * int(features.lengths[i])]
+    assert taken.columns["input_ids"].tolist() == expected
+    assert taken.lengths.tolist() == features.lengths[indices].tolist()
+
+
+# --- training batches ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grouping", [True, False])
+def test_every_example_once_per_epoch_padded_per_batch(grouping):
+    features = make_features(random_lengths(203, seed=0))
+    dataset = train_dataset(features, batch_size=16, seed=1, length_grouping=grouping)
+    assert int(dataset.cardinality()) == 13  # ceil(203 / 16)
+    for _ in range(2):
+        seen, batches = [], 0
+        for inputs, labels in dataset:
+            assert labels.dtype.is_integer
+            seen += check_batch(inputs, labels, features)
+            batches += 1
+        assert batches == 13
+        assert sorted(seen) == list(range(203))
+
+
+def test_batches_are_padded_to_their_own_length_not_max_seq_length():
+    features = make_features([3, 2, 4, 1, 2, 3, 5, 2, 1, 1])
+    widths = []
+    for inputs, labels in train_dataset(features, 4, seed=0):
+        check_batch(inputs, labels, features)  # width == the batch's own longest example
+        widths.append(inputs["input_ids"].shape[1])
+    assert len(widths) == 3 and min(widths) < 5
+    # Without grouping, one batch of everything is as wide as the longest example.
+    (inputs, _), = train_dataset(features, 10, seed=0, length_grouping=False)
+    assert inputs["input_ids"].shape == (10, 5)
+
+
+def padding_fraction(dataset) -> float:
+    padded = real = 0
+    for inputs, _ in dataset:
+        mask = inputs["attention_mask"].numpy()
+        padded, real = padded + mask.size, real + mask.sum()
+    return 1 - real / padded
+
+
+def test_length_grouping_reduces_padding():
+    features = make_features(random_lengths(1600, seed=2))
+    grouped = padding_fraction(train_dataset(features, 16, seed=0, length_grouping=True))
+    plain = padding_fraction(train_dataset(features, 16, seed=0, length_grouping=False))
+    assert plain > 0.35  # uniform lengths 1..64 in random batches of 16: ~45% padding
+    assert grouped < 0.1
+    assert grouped < plain / 4
+
+
+def test_grouped_batches_are_still_shuffled():
+    features = make_features(random_lengths(1600, seed=3))
+    widths = [inputs["input_ids"].shape[1] for inputs, _ in train_dataset(features, 16, seed=0)]
+    assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
+
+
+@pytest.mark.parametrize("grouping", [True, False])
+def test_same_seed_same_order_new_epoch_new_order(grouping):
+    features = make_features(random_lengths(300, seed=1))
+    first = train_dataset(features, 8, seed=7, length_grouping=grouping)
+    again = train_dataset(features, 8, seed=7, length_grouping=grouping)
+    other = train_dataset(features, 8, seed=8, length_grouping=grouping)
+    epoch1 = epoch_order(first)
+    assert epoch_order(again) == epoch1
+    assert epoch_order(other) != epoch1
+    epoch2 = epoch_order(first)
+    assert epoch2 != epoch1
+    assert sorted(epoch2) == sorted(epoch1) == list(range(300))
+    assert epoch_order(again) == epoch2  # the second epoch is reproducible too
+
+
+@pytest.mark.parametrize("grouping", [True, False])
+def test_static_length_pads_to_fixed_shape_and_drops_remainder(grouping):
+    features = make_features(random_lengths(45, seed=6, high=12))
+    dataset = train_dataset(features, batch_size=8, seed=0, length_grouping=grouping, static_length=16)
+    assert int(dataset.cardinality()) == 45 // 8
+    spec = dataset.element_spec[0]["input_ids"]
+    assert spec.shape.as_list() == [8, 16]
+    for _ in range(2):
+        seen = []
+        for inputs, labels in dataset:
+            assert all(value.shape == (8, 16) for value in inputs.values())
+            seen += check_batch(inputs, labels, features, static_length=16)
+        assert len(seen) == 40 and len(set(seen)) == 40
+
+
+def test_float_labels_for_regression():
+    features = make_features([2, 3, 4])
+    features.labels = np.array([0.5, 1.5, 4.75], dtype=np.float32)
+    got = {}
+    for inputs, labels in train_dataset(features, 2, seed=0):
+        for index, label in zip(inputs["input_ids"].numpy()[:, 0] - 1, labels.numpy(), strict=True):
+            got[int(index)] = float(label)
+    assert got == {0: 0.5, 1: 1.5, 2: 4.75}
+
+
+# --- inference batches -----------------------------------------------------------------------------
+
+
+def fake_model_outputs(dataset) -> tuple[np.ndarray, dict]:
+    """Per-example outputs a model could produce: [id, length] rows, and a dict form."""
+    rows, ids = [], []
+    for inputs in dataset:
+        mask = inputs["attention_mask"].numpy()
+        first = inputs["input_ids"].numpy()[:, 0]
+        rows.append(np.stack([first, mask.sum(axis=1)], axis=1).astype(np.float32))
+        ids.append(first)
+    return np.concatenate(rows), {"ids": np.concatenate(ids)}
+
+
+@pytest.mark.parametrize("sort_by_length", [True, False])
+def test_inference_order_is_restored(sort_by_length):
+    features = make_features(random_lengths(37, seed=8), labeled=False)
+    dataset, order, count = inference_dataset(features, 8, sort_by_length=sort_by_length)
+    assert count == 37
+    widths = [inputs["input_ids"].shape[1] for inputs in dataset]
+    assert len(widths) == 5
+    if sort_by_length:
+        assert widths == sorted(widths)  # sorted batches: little padding
+        assert widths[0] < widths[-1]
+    else:
+        np.testing.assert_array_equal(order, np.arange(37))
+    outputs, named = fake_model_outputs(dataset)
+    assert len(outputs) == 37
+    restored = restore_order(outputs, order, count)
+    np.testing.assert_array_equal(restored[:, 0], np.arange(1, 38))
+    np.testing.assert_array_equal(restored[:, 1], features.lengths)
+    np.testing.assert_array_equal(restore_order(named, order, count)["ids"], np.arange(1, 38))
+
+
+def test_inference_static_mode_fills_last_batch():
+    features = make_features(random_lengths(21, seed=9, high=10), labeled=False)
+    dataset, order, count = inference_dataset(features, 8, static_length=12)
+    shapes = [tuple(inputs["input_ids"].shape) for inputs in dataset]
+    assert shapes == [(8, 12)] * 3  # 21 examples + 3 fillers
+    assert count == 21 and len(order) == 24
+    outputs, named = fake_model_outputs(dataset)
+    assert len(outputs) == 24
+    restored = restore_order(outputs, order, count)
+    assert restored.shape == (21, 2)
+    np.testing.assert_array_equal(restored[:, 0], np.arange(1, 22))  # none dropped or duplicated
+    np.testing.assert_array_equal(restored[:, 1], features.lengths)
+    np.testing.assert_array_equal(restore_order(named, order, count)["ids"], np.arange(1, 22))
+
+
+def test_inference_static_mode_exact_multiple_adds_no_filler():
+    features = make_features(random_lengths(16, seed=10, high=10), labeled=False)
+    dataset, order, count = inference_dataset(features, 8, static_length=10)
+    assert len(order) == 16 and sorted(order.tolist()) == list(range(16))
+    outputs, _ = fake_model_outputs(dataset)
+    np.testing.assert_array_equal(restore_order(outputs, order, count)[:, 0], np.arange(1, 17))
