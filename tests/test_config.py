@@ -267,3 +267,8 @@ def test_save_yaml_round_trips(tmp_path):
 def test_unclosed_quote_is_an_error():
     with pytest.raises(TfftError, match="unclosed '"):
         parse_overrides("task.init_checkpoint='/models/bert,trainer.epochs=2")
+
+
+def test_several_override_strings_apply_in_order():
+    config = build_config([], ["trainer.epochs=2,trainer.learning_rate=1e-4", "trainer.epochs=5"])
+    assert config.trainer.epochs == 5 and config.trainer.learning_rate == 1e-4

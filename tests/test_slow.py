@@ -34,11 +34,10 @@ def test_stsb_regression_with_minilm(minilm, tmp_path):
     overrides = ",".join([
         f"task.init_checkpoint={minilm}", f"task.train_data.input_path={data / 'train.tsv'}",
         f"task.validation_data.input_path={data / 'dev.tsv'}", "task.label_field=score",
-        "task.train_data.max_examples=2000", "trainer.epochs=1", "trainer.learning_rate=5e-5",
-        "runtime.mixed_precision=mixed_bfloat16",
+        "trainer.epochs=2", "trainer.learning_rate=1e-4",
     ])
     run_cli("tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={model_dir}",
             f"--params_override={overrides}")
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["num_examples"] == 1500
-    assert results["pearson"] > 0.7
+    assert results["pearson"] > 0.8

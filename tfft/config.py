@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,15 +246,20 @@ def load_yaml(path: str) -> dict:
 
 
 def build_config(
-    config_files: list[str] | tuple[str, ...] = (), overrides: str | dict = ""
+    config_files: Sequence[str] = (), overrides: str | dict | Sequence[str | dict] = ()
 ) -> ExperimentConfig:
-    """Builds a config from defaults, YAML files (later wins) and overrides (win last)."""
+    """Builds a config from defaults, YAML files (later wins) and overrides (win last).
+
+    Args:
+        config_files: YAML files, applied in order.
+        overrides: ``key=value,...`` strings or nested dicts (one or a sequence of
+            them), applied in order after the files.
+    """
     config = ExperimentConfig()
     for path in config_files:
         _update(config, load_yaml(path), "")
-    if isinstance(overrides, str):
-        overrides = parse_overrides(overrides)
-    _update(config, overrides, "")
+    for override in [overrides] if isinstance(overrides, (str, dict)) else overrides:
+        _update(config, parse_overrides(override) if isinstance(override, str) else override, "")
     return config
 
 

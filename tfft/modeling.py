@@ -115,7 +115,7 @@ def checkpoint_path(model_dir: Path, checkpoint: str = "") -> Path:
     return path
 
 
-def load_run_config(model_dir: Path, config_files=(), overrides="") -> ExperimentConfig:
+def load_run_config(model_dir: Path, config_files=(), overrides=()) -> ExperimentConfig:
     """The config saved in ``model_dir/params.yaml``, updated by files and overrides."""
     params = model_dir / PARAMS_FILE
     if not params.is_file():

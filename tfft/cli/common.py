@@ -15,10 +15,10 @@ def define_config_flags() -> None:
     flags.DEFINE_multi_string(
         "config_file", [], "YAML config file; repeat the flag to merge several (later wins)."
     )
-    flags.DEFINE_string(
-        "params_override", "",
-        "Comma-separated dotted key=value overrides applied last, "
-        "e.g. trainer.epochs=2,task.max_seq_length=64.",
+    flags.DEFINE_multi_string(
+        "params_override", [],
+        "Comma-separated dotted key=value overrides applied after the config files, "
+        "e.g. trainer.epochs=2,task.max_seq_length=64; repeatable (later wins).",
     )
 
 
