@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -114,43 +113,31 @@ def test_predict_mode_writes_one_row_per_example(trained, sentiment_data, tmp_pa
     assert all(sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for row in rows)
 
 
-EXPORT_CHECK = textwrap.dedent("""
-    import csv, json, sys
-    import numpy as np
-    import tensorflow as tf
-    from tokenizers import Tokenizer
-    export, data = sys.argv[1], sys.argv[2]
-    serve = tf.saved_model.load(export).signatures["serving_default"]
-    tokenizer = Tokenizer.from_file(export + "/assets/tokenizer.json")
-    tokenizer.enable_truncation(32)
-    tokenizer.enable_padding()
-    with open(data) as f:
-        rows = list(csv.DictReader(f, delimiter="\\t", quoting=csv.QUOTE_NONE))
-    encoded = tokenizer.encode_batch([row["sentence"] for row in rows])
-    outputs = serve(**{name: tf.constant([getattr(e, attr) for e in encoded], tf.int32)
-                       for name, attr in [("input_ids", "ids"), ("token_type_ids", "type_ids"),
-                                          ("attention_mask", "attention_mask")]})
-    labels = np.array([int(row["label"]) for row in rows])
-    print(json.dumps({
-        "accuracy": float(np.mean(outputs["probabilities"].numpy().argmax(-1) == labels)),
-        "keys": sorted(outputs), "tfft_imported": "tfft" in sys.modules,
-        "labels": open(export + "/assets/labels.txt").read().split()}))
-""")
+def check_export(model_dir, export_dir) -> dict:
+    """Runs tools/check_export.py (TensorFlow and tokenizers only) and returns its report."""
+    process = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "check_export.py"), f"--model_dir={model_dir}",
+         f"--export_dir={export_dir}"],
+        capture_output=True, text=True, cwd=export_dir.parent, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
-def test_export_loads_without_tfft_and_reproduces_accuracy(trained, sentiment_data, tmp_path):
+def test_export_loads_without_tfft_and_reproduces_accuracy(trained, tmp_path):
     export_dir = tmp_path / "export"
     run_cli("tfft.cli.export", f"--model_dir={trained}", f"--export_dir={export_dir}")
-    process = subprocess.run(
-        [sys.executable, "-c", EXPORT_CHECK, str(export_dir), str(sentiment_data[1])],
-        capture_output=True, text=True, cwd=tmp_path, check=True,
-        env={**os.environ, "PYTHONPATH": ""},
-    )
-    result = json.loads(process.stdout.strip().splitlines()[-1])
-    expected = json.loads((trained / "eval_results.json").read_text())["accuracy"]
-    assert result["accuracy"] == pytest.approx(expected, abs=1e-9)
-    assert result["keys"] == ["logits", "probabilities"]
-    assert result["labels"] == ["0", "1"] and not result["tfft_imported"]
+    report = check_export(trained, export_dir)
+    assert report["metric"] == "accuracy" and report["examples"] == 96
+    assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-9)
+    assert not report["tfft_imported"]
+    assert (export_dir / "assets" / "labels.txt").read_text().split() == ["0", "1"]
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    assert sorted(serve.structured_outputs) == ["logits", "probabilities"]
+    assert sorted(serve.structured_input_signature[1]) == [
+        "attention_mask", "input_ids", "token_type_ids"]
 
 
 def test_regression_task_end_to_end(tiny_bert, tmp_path):
@@ -172,6 +159,9 @@ def test_regression_task_end_to_end(tiny_bert, tmp_path):
     assert results["pearson"] > 0.8
     export_dir = tmp_path / "export"
     run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    report = check_export(model_dir, export_dir)
+    assert report["metric"] == "pearson"
+    assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-6)
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
