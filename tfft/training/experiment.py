@@ -100,10 +100,7 @@ class Experiment:
         save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
         hf_config, weights, tokenizer, folder = modeling.load_pretrained(self.task)
         train_features = self._features("train_data", tokenizer)
-        validation_features = (
-            self._features("validation_data", tokenizer)
-            if with_validation else None
-        )
+        validation_features = self._features("validation_data", tokenizer) if with_validation else None
         global_batch = trainer.train_batch_size * self.replicas
         dataset = train_dataset(
             train_features, global_batch, self.config.runtime.seed,
@@ -115,17 +112,9 @@ class Experiment:
                 f"{len(train_features)} training examples make no full batch of {global_batch}; "
                 "lower trainer.train_batch_size or add data"
             )
-        set_precision(self.config.runtime.mixed_precision)
-        with self.strategy.scope():
-            model, backbone = modeling.build_task_model(self.task, hf_config, weights, str(folder))
-            backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
-            model.compile(
-                optimizer=create_optimizer(trainer, steps_per_epoch * trainer.epochs, model),
-                loss=self.task.loss(),
-                metrics=self.task.train_metrics(),
-                steps_per_execution=trainer.steps_per_execution,
-                jit_compile=trainer.jit_compile,
-            )
+        model, backbone = self._compiled_model(
+            hf_config, weights, str(folder), steps_per_epoch * trainer.epochs
+        )
         modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
         scalars = TrainingScalars(
             self.model_dir / "logs" / "train", global_batch, len(train_features),
@@ -168,6 +157,22 @@ class Experiment:
             model, _, weights = self._restore("final")
             return self._final_evaluation(model, validation_features, weights)
         return results
+
+    def _compiled_model(self, hf_config: dict, weights: dict, source: str, total_steps: int):
+        """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope."""
+        trainer = self.config.trainer
+        set_precision(self.config.runtime.mixed_precision)
+        with self.strategy.scope():
+            model, backbone = modeling.build_task_model(self.task, hf_config, weights, source)
+            backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
+            model.compile(
+                optimizer=create_optimizer(trainer, total_steps, model),
+                loss=self.task.loss(),
+                metrics=self.task.train_metrics(),
+                steps_per_execution=trainer.steps_per_execution,
+                jit_compile=trainer.jit_compile,
+            )
+        return model, backbone
 
     def _checkpoint_file(self, name: str) -> Path:
         folder = self.model_dir / modeling.CHECKPOINTS_DIR
