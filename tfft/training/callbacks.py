@@ -64,7 +64,7 @@ class TrainingScalars(keras.callbacks.Callback):
             self._mark_time = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):  # noqa: D102
-        step = self._step()
+        step = self._epoch_start_step + batch + 1  # No device read-back on every step.
         seen = min((step - self._epoch_start_step) * self.global_batch_size,
                    self.examples_per_epoch)
         now = time.perf_counter()
