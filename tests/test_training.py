@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,11 @@ def test_readme_commands_are_the_scripts_ci_runs():
     readme = (REPO / "README.md").read_text()
     assert "bash tools/quickstart.sh" in readme and "bash tools/test.sh" in readme
     assert "tools/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("script", ["tfft-train", "tfft-export"])
+def test_console_scripts_are_installed(script):
+    executable = Path(sys.executable).parent / script
+    process = subprocess.run([str(executable)], capture_output=True, text=True)
+    assert process.returncode != 0
+    assert "flag --model_dir=None: Flag --model_dir must have a value" in process.stderr
