@@ -133,10 +133,6 @@ class ExperimentConfig:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
 
-def _resolved_types(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None) -> Any:
     """Checks ``value`` against a field's type and choices, converting ints to floats."""
     origin = typing.get_origin(annotation)
@@ -166,7 +162,7 @@ def _update(obj, values: dict, prefix: str) -> None:
     """Recursively writes ``values`` (a nested dict) into dataclass ``obj``."""
     if not isinstance(values, dict):
         raise TfftError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping")
-    hints = _resolved_types(type(obj))
+    hints = typing.get_type_hints(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for name, value in values.items():
         key = f"{prefix}{name}"
