@@ -177,7 +177,8 @@ def test_unsupported_model_type(tmp_path, tiny_bert, data):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
     process = train(tmp_path / "model", tiny_bert, data, **{"task.init_checkpoint": folder})
     assert_one_line_error(process, "tfft-train",
-                          r"checkpoint model_type 'gpt2' is not supported; supported: bert")
+                          r"checkpoint model_type 'gpt2' is not supported; supported: albert, bert, "
+                          r"distilbert, electra, roberta, xlm-roberta")
     assert_not_trained(tmp_path / "model")
 
 

@@ -176,7 +176,7 @@ def test_early_stopping_restores_best_and_freezing_keeps_lower_layers(tiny_bert,
     import keras
 
     from tfft import modeling
-    from tfft.backbones.checkpoint import read_config, read_weights
+    from tfft.backbones.checkpoint import open_checkpoint
     from tfft.tasks import get_task
 
     model_dir = tmp_path / "model"
@@ -192,8 +192,8 @@ def test_early_stopping_restores_best_and_freezing_keeps_lower_layers(tiny_bert,
     best, _, _ = modeling.restore_task_model(model_dir, task, "best")
     for a, b in zip(final.weights, best.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
-    pretrained, _ = modeling.build_task_model(
-        task, read_config(tiny_bert), read_weights(tiny_bert), str(tiny_bert))
+    checkpoint = open_checkpoint(str(tiny_bert))
+    pretrained, _ = modeling.build_task_model(task, checkpoint.config(), checkpoint)
     backbone = final.get_layer("backbone")
     original = pretrained.get_layer("backbone")
     for a, b in zip(backbone.weights, original.weights, strict=True):

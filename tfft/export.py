@@ -1,4 +1,4 @@
-"""Exporting a fine-tuned model_dir as a TensorFlow SavedModel for TF Serving.
+"""Exporting a fine-tuned model_dir: a SavedModel for TF Serving, or a Hugging Face folder.
 
 The SavedModel's ``serving_default`` signature takes int32 ``input_ids``,
 ``token_type_ids`` and ``attention_mask`` of shape [batch, seq] and returns the
@@ -9,6 +9,12 @@ task's serving outputs (``logits`` and ``probabilities`` for classification,
     model = tf.saved_model.load(export_dir)
     outputs = model.signatures["serving_default"](
         input_ids=ids, token_type_ids=types, attention_mask=mask)
+
+The Hugging Face export (:func:`export_hf`) writes ``config.json``,
+``model.safetensors`` and the tokenizer files of the family's task class (e.g.
+``BertForSequenceClassification``), for PyTorch ``transformers``::
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(export_dir)
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import tensorflow as tf
 
 from tfft import modeling
 from tfft.backbones.base import INPUT_NAMES
+from tfft.backbones.saving import write_hf_folder
+from tfft.data.tokenization import save_tokenizer
 from tfft.errors import TfftError
 from tfft.tasks import Task, get_task
 from tfft.training.strategy import set_precision
@@ -52,6 +60,21 @@ class ServingModule(tf.Module):
         return self._task.serving_outputs(outputs)
 
 
+#: Formats ``tfft-export --format`` accepts.
+FORMATS = ("saved_model", "hf")
+
+
+def _restore_for_export(model_dir: Path, export_dir: Path, checkpoint: str):
+    """The run's task and float32 model (with tokenizer), after checking ``export_dir``."""
+    if export_dir.exists() and any(export_dir.iterdir()):
+        raise TfftError(f"--export_dir '{export_dir}' is not empty; choose a new directory")
+    config = modeling.load_run_config(model_dir)
+    set_precision("float32")  # Export float32 weights whatever the training precision was.
+    task = get_task(config.task)
+    model, tokenizer, _ = modeling.restore_task_model(model_dir, task, checkpoint)
+    return task, model, tokenizer
+
+
 def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:
     """Writes a SavedModel of the model trained in ``model_dir``.
 
@@ -64,15 +87,36 @@ def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint
         The export directory.
     """
     model_dir, export_dir = Path(model_dir), Path(export_dir)
-    if export_dir.exists() and any(export_dir.iterdir()):
-        raise TfftError(f"--export_dir '{export_dir}' is not empty; choose a new directory")
-    config = modeling.load_run_config(model_dir)
-    set_precision("float32")  # Serve in float32 whatever the training precision was.
-    task = get_task(config.task)
-    model, _, _ = modeling.restore_task_model(model_dir, task, checkpoint)
+    task, model, _ = _restore_for_export(model_dir, export_dir, checkpoint)
     asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
     module = ServingModule(model, task, asset_files)
     tf.saved_model.save(
         module, str(export_dir), signatures={"serving_default": module.serve.get_concrete_function()}
     )
+    return export_dir
+
+
+def export_hf(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:
+    """Writes the model trained in ``model_dir`` as a Hugging Face (PyTorch) model folder.
+
+    The backbone and the task head are saved under the names of the family's
+    ``transformers`` task class, with ``architectures``, labels and ``problem_type``
+    in ``config.json``, and the tokenizer files next to them.
+
+    Args:
+        model_dir: A directory written by ``tfft-train``.
+        export_dir: Where to write the folder (must not exist or be empty).
+        checkpoint: Which weights (see :func:`tfft.modeling.checkpoint_path`).
+
+    Returns:
+        The export directory.
+    """
+    model_dir, export_dir = Path(model_dir), Path(export_dir)
+    task, model, tokenizer = _restore_for_export(model_dir, export_dir, checkpoint)
+    backbone = model.get_layer("backbone")
+    head = task.hf_head(model, backbone)
+    config = {key: value for key, value in backbone.hf_config.items() if key not in head.config}
+    config.update(head.config, architectures=[f"{backbone.hf_class_prefix}{head.architecture}"])
+    write_hf_folder(export_dir, config, {**backbone.hf_state_dict(head.pooler_key), **head.tensors})
+    save_tokenizer(tokenizer, export_dir)
     return export_dir

@@ -12,13 +12,12 @@ original checkpoint:
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from tfft import backbones
-from tfft.backbones.checkpoint import read_config, read_weights, resolve_checkpoint
+from tfft.backbones.checkpoint import Checkpoint, open_checkpoint, read_config, resolve_checkpoint
 from tfft.config import ExperimentConfig, TaskConfig, build_config
-from tfft.data.tokenization import load_tokenizer
+from tfft.data.tokenization import load_tokenizer, save_tokenizer
 from tfft.errors import TfftError, reason
 from tfft.tasks import Task
 
@@ -27,23 +26,21 @@ CHECKPOINTS_DIR = "checkpoints"
 PARAMS_FILE = "params.yaml"
 LABELS_FILE = "labels.txt"
 CHECKPOINT_NAMES = ("final", "best", "latest")
-_VOCAB_PATTERNS = ("vocab.txt", "vocab.json", "merges.txt", "*.model")
 
 
 def _override(value: float) -> float | None:
     return None if value < 0 else value
 
 
-def head_dropout(task_config: TaskConfig, hf_config: dict) -> float:
+def head_dropout(task_config: TaskConfig, backbone: backbones.Backbone) -> float:
     """``task.classifier_dropout``, else the checkpoint's classifier or hidden dropout."""
     if task_config.classifier_dropout >= 0:
         return task_config.classifier_dropout
-    value = hf_config.get("classifier_dropout")
-    return value if value is not None else hf_config.get("hidden_dropout_prob", 0.1)
+    return backbone.head_dropout
 
 
-def build_task_model(task: Task, hf_config: dict, weights: dict | None = None, source: str = ""):
-    """Builds backbone + head; loads pretrained backbone ``weights`` when given.
+def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None = None):
+    """Builds backbone + head; loads the pretrained backbone from ``checkpoint`` when given.
 
     Returns:
         ``(model, backbone)``.
@@ -54,38 +51,30 @@ def build_task_model(task: Task, hf_config: dict, weights: dict | None = None, s
         attention_dropout=_override(task.config.attention_dropout),
         name="backbone",
     )
-    if weights is not None:
-        backbone.load_hf_weights(weights, source)
-    return task.build_model(backbone, head_dropout(task.config, hf_config)), backbone
+    if checkpoint is not None:
+        checkpoint.load_into(backbone)
+    return task.build_model(backbone, head_dropout(task.config, backbone)), backbone
 
 
 def load_pretrained(task: Task):
-    """Resolves ``task.init_checkpoint`` and reads its config, weights and tokenizer.
+    """Finds ``task.init_checkpoint`` and loads its tokenizer (or ``task.tokenizer``'s).
 
     Returns:
-        ``(hf_config, weights, tokenizer, folder)``.
+        ``(checkpoint, tokenizer)``.
     """
-    folder = resolve_checkpoint(task.config.init_checkpoint)
-    tokenizer_folder = resolve_checkpoint(task.config.tokenizer) if task.config.tokenizer else folder
-    hf_config = read_config(folder)
-    return hf_config, read_weights(folder), load_tokenizer(tokenizer_folder), folder
+    checkpoint = open_checkpoint(task.config.init_checkpoint)
+    tokenizer_folder = (
+        resolve_checkpoint(task.config.tokenizer) if task.config.tokenizer else checkpoint.folder
+    )
+    return checkpoint, load_tokenizer(tokenizer_folder)
 
 
 def save_assets(model_dir: Path, backbone, tokenizer, task: Task) -> Path:
-    """Writes the backbone config, tokenizer files and label list under ``assets/``.
-
-    Besides ``tokenizer.json``, the checkpoint's vocabulary files (``vocab.txt``,
-    ``merges.txt``, SentencePiece models) are copied for servers that tokenize with
-    TensorFlow Text or other libraries.
-    """
+    """Writes the backbone config, tokenizer files and label list under ``assets/``."""
     assets = model_dir / ASSETS_DIR
     assets.mkdir(parents=True, exist_ok=True)
     (assets / "config.json").write_text(json.dumps(backbone.hf_config, indent=2))
-    tokenizer.save_pretrained(str(assets))
-    source = Path(tokenizer.name_or_path)
-    for pattern in _VOCAB_PATTERNS:
-        for file in source.glob(pattern) if source.is_dir() else ():
-            shutil.copyfile(file, assets / file.name)
+    save_tokenizer(tokenizer, assets)
     (assets / LABELS_FILE).write_text("".join(f"{name}\n" for name in task.label_names))
     return assets
 

@@ -1,7 +1,11 @@
-"""Encoder backbones built from Hugging Face checkpoints.
+"""Encoder backbones built from pretrained checkpoints.
+
+Supported ``model_type`` values: ``bert``, ``roberta``, ``xlm-roberta``,
+``distilbert``, ``electra`` and ``albert``, from Hugging Face folders or Hub ids,
+original TF1 BERT checkpoints, or Keras ``backbone.weights.h5`` folders.
 
 Example:
-    >>> backbone = tfft.backbones.from_pretrained("path/to/bert-folder")
+    >>> backbone = tfft.backbones.from_pretrained("path/to/checkpoint")
     >>> outputs = backbone({"input_ids": ids, "token_type_ids": types,
     ...                     "attention_mask": mask})
     >>> outputs["sequence_output"], outputs["pooled_output"]
@@ -9,18 +13,35 @@ Example:
 
 from __future__ import annotations
 
+from tfft.backbones.albert import AlbertBackbone
 from tfft.backbones.base import INPUT_NAMES, Backbone
 from tfft.backbones.bert import BertBackbone
-from tfft.backbones.checkpoint import read_config, read_weights, resolve_checkpoint
+from tfft.backbones.checkpoint import open_checkpoint
+from tfft.backbones.distilbert import DistilBertBackbone
+from tfft.backbones.electra import ElectraBackbone
+from tfft.backbones.roberta import RobertaBackbone, XLMRobertaBackbone
 from tfft.errors import TfftError
 
 #: ``config.json`` ``model_type`` -> backbone class.
-FAMILIES: dict[str, type[Backbone]] = {"bert": BertBackbone}
-
-_DROPOUT_KEYS = {
-    "hidden_dropout": "hidden_dropout_prob",
-    "attention_dropout": "attention_probs_dropout_prob",
+FAMILIES: dict[str, type[Backbone]] = {
+    "albert": AlbertBackbone,
+    "bert": BertBackbone,
+    "distilbert": DistilBertBackbone,
+    "electra": ElectraBackbone,
+    "roberta": RobertaBackbone,
+    "xlm-roberta": XLMRobertaBackbone,
 }
+
+
+def family(hf_config: dict) -> type[Backbone]:
+    """The backbone class for a config's ``model_type``."""
+    model_type = hf_config.get("model_type", "")
+    if model_type not in FAMILIES:
+        raise TfftError(
+            f"checkpoint model_type '{model_type}' is not supported; "
+            f"supported: {', '.join(sorted(FAMILIES))}"
+        )
+    return FAMILIES[model_type]
 
 
 def from_config(hf_config: dict, hidden_dropout=None, attention_dropout=None, **kwargs) -> Backbone:
@@ -28,40 +49,40 @@ def from_config(hf_config: dict, hidden_dropout=None, attention_dropout=None, **
 
     Args:
         hf_config: The checkpoint's ``config.json`` contents.
-        hidden_dropout: Overrides ``hidden_dropout_prob`` when not None.
-        attention_dropout: Overrides ``attention_probs_dropout_prob`` when not None.
+        hidden_dropout: Overrides the family's hidden dropout rate when not None.
+        attention_dropout: Overrides the family's attention dropout rate when not None.
         **kwargs: Passed to the backbone (e.g. ``name``).
     """
-    model_type = hf_config.get("model_type", "")
-    if model_type not in FAMILIES:
-        raise TfftError(
-            f"checkpoint model_type '{model_type}' is not supported; "
-            f"supported: {', '.join(sorted(FAMILIES))}"
-        )
+    backbone_class = family(hf_config)
     config = dict(hf_config)
-    for argument, value in (("hidden_dropout", hidden_dropout),
-                            ("attention_dropout", attention_dropout)):
+    for key, value in zip(backbone_class.dropout_keys, (hidden_dropout, attention_dropout), strict=True):
         if value is not None:
-            config[_DROPOUT_KEYS[argument]] = value
-    return FAMILIES[model_type](config, **kwargs)
+            config[key] = value
+    try:
+        return backbone_class(config, **kwargs)
+    except KeyError as error:
+        raise TfftError(
+            f"checkpoint config.json (model_type '{config['model_type']}') lacks {error}; "
+            "it is incomplete or belongs to another model type"
+        ) from None
 
 
 def from_pretrained(path_or_hub_id: str, **kwargs) -> Backbone:
-    """Builds a backbone from a checkpoint folder or Hub id and loads its weights.
+    """Builds a backbone from a checkpoint and loads its weights.
 
     Args:
-        path_or_hub_id: A folder with ``config.json`` and ``model.safetensors`` (or a
-            sharded index), or a Hugging Face Hub id.
+        path_or_hub_id: A Hugging Face folder or Hub id, a TF1 BERT folder or
+            checkpoint prefix, or a Keras folder (``config.json`` + ``backbone.weights.h5``).
         **kwargs: See :func:`from_config`.
 
     Returns:
         A Keras model mapping ``{input_ids, token_type_ids, attention_mask}`` (int32
         [batch, seq]) to ``{sequence_output, pooled_output}``.
     """
-    folder = resolve_checkpoint(path_or_hub_id)
-    backbone = from_config(read_config(folder), **kwargs)
-    backbone.load_hf_weights(read_weights(folder), str(folder))
+    checkpoint = open_checkpoint(path_or_hub_id)
+    backbone = from_config(checkpoint.config(), **kwargs)
+    checkpoint.load_into(backbone)
     return backbone
 
 
-__all__ = ["FAMILIES", "INPUT_NAMES", "Backbone", "from_config", "from_pretrained"]
+__all__ = ["FAMILIES", "INPUT_NAMES", "Backbone", "family", "from_config", "from_pretrained"]

@@ -1,11 +1,22 @@
-"""The contract every backbone family implements."""
+"""The contract every backbone family implements, and the graph they share."""
 
 from __future__ import annotations
+
+import logging
+from typing import ClassVar
 
 import keras
 import numpy as np
 
-from tfft.backbones.weights import WeightSpec, assign_weights, normalize_keys
+from tfft.backbones.layers import AttentionMaskBias
+from tfft.backbones.weights import (
+    WeightSpec,
+    assign_weights,
+    check_unexpected,
+    dense_specs,
+    export_tensors,
+    normalize_keys,
+)
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -18,36 +29,105 @@ def backbone_inputs() -> dict[str, keras.KerasTensor]:
 class Backbone(keras.Model):
     """A functional encoder mapping token ids to sequence and pooled outputs.
 
-    Inputs are ``{input_ids, token_type_ids, attention_mask}``; outputs are
-    ``{sequence_output, pooled_output}``.
+    Inputs are ``{input_ids, token_type_ids, attention_mask}`` (families without token
+    types ignore ``token_type_ids``); outputs are ``{sequence_output, pooled_output}``,
+    where ``pooled_output`` is the pooler of the family's Hugging Face sequence
+    classifier applied to the first token (see each family's docstring).
 
-    Subclasses build the graph in ``__init__`` and list their variables' checkpoint
-    names in :meth:`weight_specs`.
+    Subclasses create the layers and pass them here, which wires the graph
+    (embeddings, then ``layer_order`` or the encoder layers, then the pooler), and list
+    their variables' checkpoint names in :meth:`encoder_specs`. Checkpoint keys are in
+    the layout of the family's Hugging Face task models: base-model tensors carry
+    ``hf_prefix`` (``bert.encoder...``), head tensors none (``classifier.dense``).
 
     Attributes:
         hf_config: The checkpoint's ``config.json`` as a dict (after overrides).
         embeddings: The embedding layer (frozen when the encoder is partly frozen).
-        encoder_layers: The transformer layers, bottom first.
-        pooler: The layer producing ``pooled_output`` from the first token, if any.
+        encoder_layers: The distinct transformer layers, bottom first.
+        pooler: The dense layer producing ``pooled_output`` from the first token.
     """
 
-    #: A tensor name every checkpoint of the family has (used to strip prefixes).
-    anchor_key = ""
+    #: Base-model prefix of every encoder tensor in Hugging Face task models.
+    hf_prefix: ClassVar[str]
+    #: Prefix of the Hugging Face class names, e.g. ``Bert`` for ``BertForSequenceClassification``.
+    hf_class_prefix: ClassVar[str]
+    #: An encoder tensor every checkpoint of the family has, without prefix.
+    anchor_key: ClassVar[str] = "embeddings.word_embeddings.weight"
+    #: Where the Hugging Face base model keeps the pooler (None: it has none).
+    base_pooler_key: ClassVar[str | None] = None
+    #: Where Hugging Face sequence classifiers keep the pooler (None: the base pooler).
+    classifier_pooler_key: ClassVar[str | None] = None
+    #: The output layer of Hugging Face sequence classifiers.
+    classifier_key: ClassVar[str] = "classifier"
+    #: ``config.json`` keys of the hidden and attention dropout rates.
+    dropout_keys: ClassVar[tuple[str, str]] = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+    #: ``config.json`` keys for the dropout before a task head, first set one wins.
+    head_dropout_keys: ClassVar[tuple[str, ...]] = ("classifier_dropout", "hidden_dropout_prob")
 
-    def __init__(self, inputs, outputs, hf_config, embeddings, encoder_layers, pooler, **kwargs):
+    def __init__(self, hf_config, embeddings, encoder_layers, pooler, layer_order=None, **kwargs):
         self.embeddings = embeddings
         self.encoder_layers = list(encoder_layers)
         self.pooler = pooler
+        inputs = backbone_inputs()
+        hidden_states = embeddings(inputs["input_ids"], inputs["token_type_ids"])
+        mask_bias = AttentionMaskBias(name="attention_mask_bias")(inputs["attention_mask"])
+        for layer in layer_order or self.encoder_layers:
+            hidden_states = layer(hidden_states, mask_bias)
+        outputs = {
+            "sequence_output": hidden_states,
+            "pooled_output": pooler(hidden_states[:, 0, :]),
+        }
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.hf_config = hf_config
 
-    def weight_specs(self) -> list[WeightSpec]:
-        """Every variable with the Hugging Face tensor name it maps to."""
+    def encoder_specs(self) -> list[WeightSpec]:
+        """The embeddings' and encoder layers' variables with their checkpoint names."""
         raise NotImplementedError
 
+    @property
+    def pooler_keys(self) -> tuple[str, ...]:
+        """Where checkpoints may keep the pooler, in the order they are tried."""
+        return tuple(dict.fromkeys(k for k in (self.classifier_pooler_key, self.base_pooler_key) if k))
+
+    @property
+    def head_dropout(self) -> float:
+        """The checkpoint's dropout rate before a task head."""
+        rates = (self.hf_config.get(key) for key in self.head_dropout_keys)
+        return next((rate for rate in rates if rate is not None), 0.1)
+
     def load_hf_weights(self, tensors: dict[str, np.ndarray], source: str) -> None:
-        """Loads a Hugging Face state dict (numpy) into the backbone."""
-        assign_weights(self.weight_specs(), normalize_keys(tensors, self.anchor_key), source)
+        """Loads a Hugging Face state dict (numpy) into the backbone.
+
+        The pooler comes from the sequence classifier's or the base model's pooler
+        tensors; a checkpoint with neither keeps a freshly initialised pooler.
+
+        Raises:
+            TfftError: naming the first missing, mis-shaped or unexpected tensor.
+        """
+        tensors = normalize_keys(tensors, self.anchor_key, self.hf_prefix)
+        specs = self.encoder_specs()
+        pooler_key = next((k for k in self.pooler_keys if f"{k}.weight" in tensors), None)
+        if pooler_key:
+            specs += dense_specs(self.pooler, pooler_key)
+        else:
+            logging.warning(
+                "checkpoint '%s' has no pooler (%s); pooled_output starts untrained",
+                source, " or ".join(self.pooler_keys) or "none in this family",
+            )
+        assign_weights(specs, tensors, source)
+        known = {spec.key for spec in specs}
+        known |= {f"{key}.{part}" for key in self.pooler_keys for part in ("weight", "bias")}
+        check_unexpected(tensors, known, self.hf_prefix, source)
+
+    def hf_state_dict(self, pooler_key: str | None) -> dict[str, np.ndarray]:
+        """The backbone's weights as a Hugging Face state dict (float32 numpy).
+
+        Args:
+            pooler_key: Where to put the pooler (e.g. :attr:`classifier_pooler_key` for a
+                sequence classifier), or None to leave it out.
+        """
+        pooler = dense_specs(self.pooler, pooler_key) if pooler_key else []
+        return export_tensors(self.encoder_specs() + pooler)
 
     def set_trainable_encoder_layers(self, count: int) -> None:
         """Freezes the bottom of the encoder.
@@ -61,5 +141,4 @@ class Backbone(keras.Model):
         count = layers if count < 0 else min(count, layers)
         for index, layer in enumerate(self.encoder_layers):
             layer.trainable = index >= layers - count
-        if self.pooler is not None:
-            self.pooler.trainable = count > 0
+        self.pooler.trainable = count > 0

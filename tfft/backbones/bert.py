@@ -1,132 +1,96 @@
-"""BERT (``model_type: bert``) as Keras 3 layers, loadable from Hugging Face weights."""
+"""BERT (``model_type: bert``) as Keras 3 layers, and the BERT-style skeleton others reuse.
+
+RoBERTa, XLM-R, ELECTRA and ALBERT read the same ``config.json`` keys and differ only
+in the hooks :class:`BertBackbone` exposes: position ids, embedding projection,
+pooler activation, layer sharing and checkpoint names.
+"""
 
 from __future__ import annotations
 
-import keras
-from keras import ops
+from typing import ClassVar
 
-from tfft.backbones.base import Backbone, backbone_inputs
-from tfft.backbones.layers import AttentionMaskBias, TransformerLayer, dense
-from tfft.backbones.weights import dense_specs, embedding_specs, layer_norm_specs
+from tfft.backbones.base import Backbone
+from tfft.backbones.layers import Embeddings, TransformerLayer, dense, get_activation
+from tfft.backbones.weights import (
+    BERT_LAYER_KEYS,
+    LayerKeys,
+    embeddings_specs,
+    transformer_layer_specs,
+)
+from tfft.errors import TfftError
 
 
-class BertEmbeddings(keras.layers.Layer):
-    """Sum of word, absolute-position and token-type embeddings, then LayerNorm and dropout.
-
-    Position ids are computed inside the layer from the input length, so the model
-    accepts any sequence length up to ``max_position_embeddings``.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        hidden_size: int,
-        max_position_embeddings: int,
-        type_vocab_size: int,
-        layer_norm_eps: float,
-        dropout: float,
-        initializer_range: float,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        initializer = keras.initializers.RandomNormal(stddev=initializer_range)
-        self.word_embeddings = keras.layers.Embedding(
-            vocab_size, hidden_size, embeddings_initializer=initializer, name="word_embeddings"
-        )
-        self.position_embeddings = keras.layers.Embedding(
-            max_position_embeddings, hidden_size, embeddings_initializer=initializer,
-            name="position_embeddings",
-        )
-        self.token_type_embeddings = keras.layers.Embedding(
-            type_vocab_size, hidden_size, embeddings_initializer=initializer,
-            name="token_type_embeddings",
-        )
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
-        self.dropout = keras.layers.Dropout(dropout)
-        self.hidden_size = hidden_size
-
-    def build(self, input_shape):
-        """Creates the sublayers' weights."""
-        self.word_embeddings.build(input_shape)
-        self.position_embeddings.build(input_shape)
-        self.token_type_embeddings.build(input_shape)
-        self.layer_norm.build((*input_shape, self.hidden_size))
-        self.built = True
-
-    def call(self, input_ids, token_type_ids, training=None):
-        """Embeds [B, S] ids into [B, S, H]."""
-        positions = ops.arange(ops.shape(input_ids)[1], dtype="int32")
-        embedded = (
-            self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)[None, :, :]
-            + self.token_type_embeddings(token_type_ids)
-        )
-        return self.dropout(self.layer_norm(embedded), training=training)
+def transformer_layer(config: dict, name: str) -> TransformerLayer:
+    """A post-LayerNorm encoder layer from a BERT-style ``config.json``."""
+    return TransformerLayer(
+        config["hidden_size"], config["num_attention_heads"], config["intermediate_size"],
+        activation=config.get("hidden_act", "gelu"),
+        hidden_dropout=config.get("hidden_dropout_prob", 0.1),
+        attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
+        layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+        initializer_range=config.get("initializer_range", 0.02),
+        name=name,
+    )
 
 
 class BertBackbone(Backbone):
-    """The BERT encoder with its pooler (dense + tanh on the first token).
+    """The BERT encoder; ``pooled_output`` is BERT's pooler (dense + tanh on ``[CLS]``).
 
     Args:
         hf_config: A Hugging Face ``BertConfig`` as a dict (``config.json``).
         **kwargs: Passed to ``keras.Model``.
     """
 
-    anchor_key = "embeddings.word_embeddings.weight"
+    hf_prefix = "bert"
+    hf_class_prefix = "Bert"
+    base_pooler_key = "bert.pooler.dense"
+    #: RoBERTa-style position ids counted from ``pad_token_id + 1``.
+    padding_positions: ClassVar[bool] = False
+    #: Activation of the pooler's dense layer (a ``hidden_act`` name).
+    pooler_activation: ClassVar[str] = "tanh"
+    #: Checkpoint name of the embedding-to-hidden projection, if the family has one.
+    projection_key: ClassVar[str] = ""
+    #: Key suffixes of one encoder layer's parts.
+    layer_keys: ClassVar[LayerKeys] = BERT_LAYER_KEYS
 
     def __init__(self, hf_config: dict, **kwargs):
         c = hf_config
+        position_type = c.get("position_embedding_type") or "absolute"
+        if position_type != "absolute":
+            raise TfftError(
+                f"checkpoint position_embedding_type '{position_type}' is not supported; "
+                "only 'absolute' position embeddings are"
+            )
         hidden, init = c["hidden_size"], c.get("initializer_range", 0.02)
-        embeddings = BertEmbeddings(
-            c["vocab_size"], hidden, c.get("max_position_embeddings", 512),
+        embedding_size = c.get("embedding_size") or hidden
+        embeddings = Embeddings(
+            c["vocab_size"], embedding_size, c.get("max_position_embeddings", 512),
             c.get("type_vocab_size", 2), c.get("layer_norm_eps", 1e-12),
-            c.get("hidden_dropout_prob", 0.1), init, name="embeddings",
+            c.get("hidden_dropout_prob", 0.1), init,
+            padding_idx=c.get("pad_token_id", 1) if self.padding_positions else None,
+            projection_size=hidden if self.needs_projection(embedding_size, hidden) else None,
+            name="embeddings",
         )
-        layers = [
-            TransformerLayer(
-                hidden, c["num_attention_heads"], c["intermediate_size"],
-                activation=c.get("hidden_act", "gelu"),
-                hidden_dropout=c.get("hidden_dropout_prob", 0.1),
-                attention_dropout=c.get("attention_probs_dropout_prob", 0.1),
-                layer_norm_eps=c.get("layer_norm_eps", 1e-12),
-                initializer_range=init,
-                name=f"encoder_layer_{index}",
-            )
-            for index in range(c["num_hidden_layers"])
-        ]
-        pooler = dense(hidden, init, "pooler", activation="tanh")
+        layers, order = self.build_layers(c)
+        pooler = dense(hidden, init, "pooler", activation=get_activation(self.pooler_activation))
+        super().__init__(c, embeddings, layers, pooler, order, **kwargs)
 
-        inputs = backbone_inputs()
-        hidden_states = embeddings(inputs["input_ids"], inputs["token_type_ids"])
-        mask_bias = AttentionMaskBias(name="attention_mask_bias")(inputs["attention_mask"])
-        for layer in layers:
-            hidden_states = layer(hidden_states, mask_bias)
-        outputs = {
-            "sequence_output": hidden_states,
-            "pooled_output": pooler(hidden_states[:, 0, :]),
-        }
-        super().__init__(inputs, outputs, hf_config, embeddings, layers, pooler, **kwargs)
+    def needs_projection(self, embedding_size: int, hidden_size: int) -> bool:
+        """Whether embeddings are projected to the hidden width (when the widths differ)."""
+        return bool(self.projection_key) and embedding_size != hidden_size
 
-    def weight_specs(self):
-        """Keras variables with their ``BertModel`` state-dict names."""
-        e = self.embeddings
-        specs = (
-            embedding_specs(e.word_embeddings, "embeddings.word_embeddings")
-            + embedding_specs(e.position_embeddings, "embeddings.position_embeddings")
-            + embedding_specs(e.token_type_embeddings, "embeddings.token_type_embeddings")
-            + layer_norm_specs(e.layer_norm, "embeddings.LayerNorm")
-        )
-        for index, layer in enumerate(self.encoder_layers):
-            key = f"encoder.layer.{index}"
-            specs += (
-                dense_specs(layer.attention.query, f"{key}.attention.self.query")
-                + dense_specs(layer.attention.key, f"{key}.attention.self.key")
-                + dense_specs(layer.attention.value, f"{key}.attention.self.value")
-                + dense_specs(layer.attention_output, f"{key}.attention.output.dense")
-                + layer_norm_specs(layer.attention_layer_norm, f"{key}.attention.output.LayerNorm")
-                + dense_specs(layer.intermediate, f"{key}.intermediate.dense")
-                + dense_specs(layer.output_dense, f"{key}.output.dense")
-                + layer_norm_specs(layer.output_layer_norm, f"{key}.output.LayerNorm")
-            )
-        # Checkpoints saved without a pooler (e.g. token classifiers) keep a fresh one.
-        return specs + dense_specs(self.pooler, "pooler.dense", optional=True)
+    def build_layers(self, config: dict):
+        """The distinct encoder layers and the order they run in (None: as listed)."""
+        layers = [transformer_layer(config, f"encoder_layer_{i}") for i in range(config["num_hidden_layers"])]
+        return layers, None
+
+    def layer_prefixes(self) -> list[str]:
+        """The checkpoint name of each distinct encoder layer."""
+        return [f"{self.hf_prefix}.encoder.layer.{i}" for i in range(len(self.encoder_layers))]
+
+    def encoder_specs(self):
+        """Keras variables with their Hugging Face state-dict names."""
+        specs = embeddings_specs(self.embeddings, self.hf_prefix, self.projection_key)
+        for layer, prefix in zip(self.encoder_layers, self.layer_prefixes(), strict=True):
+            specs += transformer_layer_specs(layer, prefix, self.layer_keys)
+        return specs

@@ -1,18 +1,68 @@
-"""Finding and reading Hugging Face checkpoints: local folders or Hub ids."""
+"""Finding and reading pretrained encoders: Hugging Face, TF1 BERT and Keras folders.
+
+Three layouts are recognised:
+
+- ``hf``: a Hugging Face model folder (``config.json`` and ``model.safetensors``, a
+  sharded ``model.safetensors.index.json``, or ``pytorch_model.bin`` when PyTorch is
+  installed), or a Hub id downloaded into the Hugging Face cache;
+- ``tf1``: a google-research/bert folder (``bert_config.json``, ``vocab.txt``,
+  ``bert_model.ckpt.*``) or the checkpoint prefix itself;
+- ``keras``: ``config.json`` with ``backbone.weights.h5``, as written by
+  ``tools/convert_checkpoint.py --output_format=keras``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
+from tfft.backbones.tf1_checkpoint import find_tf1_checkpoint, read_tf1_config, read_tf1_weights
 from tfft.errors import TfftError, reason
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+TORCH_WEIGHTS_FILE = "pytorch_model.bin"
+TORCH_WEIGHTS_INDEX_FILE = "pytorch_model.bin.index.json"
+KERAS_WEIGHTS_FILE = "backbone.weights.h5"
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A pretrained encoder on disk.
+
+    Attributes:
+        folder: The folder with the config and tokenizer files.
+        layout: ``hf``, ``tf1`` or ``keras``.
+        weights: The weights: the folder (``hf``), the checkpoint prefix (``tf1``) or the
+            ``.weights.h5`` file (``keras``).
+    """
+
+    folder: Path
+    layout: str
+    weights: Path
+
+    def config(self) -> dict:
+        """The encoder's Hugging Face config dict (with ``model_type``)."""
+        return read_tf1_config(self.folder) if self.layout == "tf1" else read_config(self.folder)
+
+    def load_into(self, backbone) -> None:
+        """Loads the weights into a backbone built from :meth:`config`."""
+        if self.layout == "keras":
+            try:
+                backbone.load_weights(str(self.weights))
+            except (ValueError, OSError) as error:
+                raise TfftError(
+                    f"cannot load '{self.weights}' ({reason(error)}); it does not match "
+                    f"{self.folder / CONFIG_FILE} or is damaged"
+                ) from None
+            return
+        tensors = read_tf1_weights(self.weights) if self.layout == "tf1" else read_weights(self.folder)
+        backbone.load_hf_weights(tensors, str(self.weights))
 
 
 def _looks_like_path(name: str) -> bool:
@@ -21,7 +71,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """Returns a local folder for a checkpoint folder or a Hugging Face Hub id.
+    """Returns a local folder for a checkpoint folder, TF1 checkpoint prefix or Hub id.
 
     Hub ids (``org/name``) are downloaded through ``huggingface_hub`` into its cache;
     with ``HF_HUB_OFFLINE=1`` only the cache is used.
@@ -34,10 +84,12 @@ def resolve_checkpoint(name: str) -> Path:
     folder = Path(name).expanduser()
     if folder.is_dir():
         return folder
+    if Path(f"{folder}.index").is_file():
+        return folder.parent
     if folder.exists() or _looks_like_path(name):
         raise TfftError(
             f"checkpoint folder '{name}' does not exist; pass a folder with config.json "
-            "and model.safetensors or a Hugging Face Hub id"
+            "and model.safetensors, a TF1 BERT folder, or a Hugging Face Hub id"
         )
     try:
         import huggingface_hub
@@ -50,13 +102,24 @@ def resolve_checkpoint(name: str) -> Path:
         ) from None
 
 
+def open_checkpoint(name: str) -> Checkpoint:
+    """Finds a checkpoint (see :func:`resolve_checkpoint`) and recognises its layout."""
+    folder = resolve_checkpoint(name)
+    tf1_prefix = find_tf1_checkpoint(Path(name).expanduser())
+    if tf1_prefix is not None:
+        return Checkpoint(folder, "tf1", tf1_prefix)
+    if (folder / KERAS_WEIGHTS_FILE).is_file():
+        return Checkpoint(folder, "keras", folder / KERAS_WEIGHTS_FILE)
+    return Checkpoint(folder, "hf", folder)
+
+
 def read_config(folder: Path) -> dict:
     """Reads ``config.json`` from a checkpoint folder."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise TfftError(
             f"checkpoint folder '{folder}' has no {CONFIG_FILE}; "
-            "point at a Hugging Face model folder (save_pretrained output)"
+            "point at a Hugging Face model folder (save_pretrained output) or a TF1 BERT folder"
         )
     try:
         return json.loads(path.read_text())
@@ -64,37 +127,95 @@ def read_config(folder: Path) -> dict:
         raise TfftError(f"'{path}:{error.lineno}' is not valid JSON; fix or re-download it") from None
 
 
+def _weight_files(folder: Path, single: str, index: str) -> list[Path]:
+    if (folder / single).is_file():
+        return [folder / single]
+    if (folder / index).is_file():
+        try:
+            shards = json.loads((folder / index).read_text())["weight_map"].values()
+        except (json.JSONDecodeError, KeyError, AttributeError):
+            raise TfftError(f"'{folder / index}' is not a weight index; re-download it") from None
+        return [folder / shard for shard in sorted(set(shards))]
+    return []
+
+
 def read_weights(folder: Path) -> dict[str, np.ndarray]:
-    """Reads the weights of a checkpoint folder as numpy arrays.
+    """Reads the weights of a Hugging Face folder as numpy arrays.
 
-    Supports ``model.safetensors`` and sharded ``model.safetensors.index.json``.
+    Prefers ``model.safetensors`` (or its sharded index); falls back to
+    ``pytorch_model.bin`` (or its index), read with PyTorch's ``weights_only=True``.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    index = folder / WEIGHTS_INDEX_FILE
-    if (folder / WEIGHTS_FILE).is_file():
-        files = [folder / WEIGHTS_FILE]
-    elif index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [folder / shard for shard in shards]
-    else:
-        hint = (
-            " (found pytorch_model.bin: re-save it with save_pretrained(..., "
-            "safe_serialization=True))"
-            if (folder / "pytorch_model.bin").is_file()
-            else ""
-        )
+    files = _weight_files(folder, WEIGHTS_FILE, WEIGHTS_INDEX_FILE)
+    reader = _read_safetensors
+    if not files:
+        files = _weight_files(folder, TORCH_WEIGHTS_FILE, TORCH_WEIGHTS_INDEX_FILE)
+        reader = _read_torch
+    if not files:
         raise TfftError(
-            f"checkpoint folder '{folder}' has no {WEIGHTS_FILE}{hint}; "
-            "add the weights in safetensors format"
+            f"checkpoint folder '{folder}' has no {WEIGHTS_FILE} or {TORCH_WEIGHTS_FILE}; "
+            "add the weights (save_pretrained writes them)"
         )
     tensors: dict[str, np.ndarray] = {}
     for file in files:
-        try:
-            tensors.update(load_file(str(file)))
-        except (SafetensorError, OSError) as error:
-            raise TfftError(
-                f"weights file '{file}' cannot be read ({reason(error)}); re-download or re-save it"
-            ) from None
+        if not file.is_file():
+            raise TfftError(f"weights shard '{file}' is missing; re-download the checkpoint")
+        tensors.update(reader(file))
     return tensors
+
+
+def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="np") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, TypeError) as error:
+        if "bf16" in str(error).lower() or "bfloat16" in str(error).lower():
+            return _read_bfloat16_safetensors(file)
+        raise TfftError(
+            f"weights file '{file}' cannot be read ({reason(error)}); re-download or re-save it"
+        ) from None
+
+
+def _read_bfloat16_safetensors(file: Path) -> dict[str, np.ndarray]:
+    """Reads a safetensors file holding bfloat16 tensors (numpy has no bfloat16) as float32."""
+    raw = file.read_bytes()
+    header_size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + header_size])
+    header.pop("__metadata__", None)
+    body = memoryview(raw)[8 + header_size:]
+    dtypes = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
+              "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_}
+    tensors = {}
+    for key, info in header.items():
+        start, end = info["data_offsets"]
+        if info["dtype"] == "BF16":
+            bits = np.frombuffer(body[start:end], dtype=np.uint16).astype(np.uint32) << 16
+            value = bits.view(np.float32)
+        else:
+            value = np.frombuffer(body[start:end], dtype=dtypes[info["dtype"]]).copy()
+        tensors[key] = value.reshape(info["shape"])
+    return tensors
+
+
+def _read_torch(file: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise TfftError(
+            f"checkpoint '{file}' is a PyTorch pickle, which needs PyTorch to read: pip install torch, "
+            f"or convert it once elsewhere with `python tools/convert_checkpoint.py --input={file.parent} "
+            "--output=NEW_DIR` (writes model.safetensors)"
+        ) from None
+    try:
+        state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - unpickling fails in many ways.
+        raise TfftError(
+            f"weights file '{file}' cannot be loaded safely ({reason(error)}); it is damaged or holds "
+            "more than tensors: re-save it with save_pretrained(safe_serialization=True)"
+        ) from None
+    return {
+        key: value.detach().to(torch.float32).numpy() if value.is_floating_point() else value.numpy()
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor)
+    }

@@ -161,3 +161,93 @@ class AttentionMaskBias(keras.layers.Layer):
         """Shape inference for the functional API."""
         batch, length = attention_mask.shape
         return keras.KerasTensor((batch, 1, 1, length), dtype="float32")
+
+
+class Embeddings(keras.layers.Layer):
+    """Word, position and token-type embeddings, then LayerNorm, dropout and a projection.
+
+    Covers every family's input embedding:
+
+    - positions are ``0 .. S-1`` (BERT), or, when ``padding_idx`` is set, counted over
+      non-padding tokens from ``padding_idx + 1`` with padding at ``padding_idx``
+      (RoBERTa, XLM-R);
+    - ``type_vocab_size`` 0 means no token-type table (DistilBERT) and 1 means a single
+      row that every token gets (RoBERTa), so ``token_type_ids`` is ignored then;
+    - ``projection_size`` adds a Dense from the embedding width to the hidden width
+      (ELECTRA and ALBERT factorised embeddings).
+
+    Position ids are computed inside the layer from the input, so the model accepts any
+    sequence length up to ``max_position_embeddings``.
+
+    Args:
+        vocab_size: Word-piece vocabulary size.
+        embedding_size: Width of the embedding tables.
+        max_position_embeddings: Rows of the position table.
+        type_vocab_size: Rows of the token-type table (0: none).
+        layer_norm_eps: LayerNorm epsilon.
+        dropout: Dropout rate after the LayerNorm.
+        initializer_range: Stddev of the normal initialiser.
+        padding_idx: Padding token id for RoBERTa-style positions, else None.
+        projection_size: Output width of the projection, or None for no projection.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        max_position_embeddings: int,
+        type_vocab_size: int,
+        layer_norm_eps: float,
+        dropout: float,
+        initializer_range: float,
+        padding_idx: int | None = None,
+        projection_size: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        initializer = keras.initializers.RandomNormal(stddev=initializer_range)
+
+        def table(rows, name):
+            return keras.layers.Embedding(rows, embedding_size, embeddings_initializer=initializer,
+                                          name=name)
+
+        self.word_embeddings = table(vocab_size, "word_embeddings")
+        self.position_embeddings = table(max_position_embeddings, "position_embeddings")
+        self.token_type_embeddings = (
+            table(type_vocab_size, "token_type_embeddings") if type_vocab_size else None
+        )
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
+        self.dropout = keras.layers.Dropout(dropout)
+        self.projection = (
+            dense(projection_size, initializer_range, "projection") if projection_size else None
+        )
+        self.embedding_size = embedding_size
+        self.padding_idx = padding_idx
+        self.single_token_type = type_vocab_size == 1
+
+    def build(self, input_shape):
+        """Creates the sublayers' weights."""
+        for table in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
+            if table is not None:
+                table.build(input_shape)
+        self.layer_norm.build((*input_shape, self.embedding_size))
+        if self.projection is not None:
+            self.projection.build((*input_shape, self.embedding_size))
+        self.built = True
+
+    def position_ids(self, input_ids):
+        """[1, S] absolute positions, or [B, S] RoBERTa positions when ``padding_idx`` is set."""
+        if self.padding_idx is None:
+            return ops.arange(ops.shape(input_ids)[1], dtype="int32")[None, :]
+        real = ops.cast(ops.not_equal(input_ids, self.padding_idx), "int32")
+        return ops.cumsum(real, axis=1) * real + self.padding_idx
+
+    def call(self, input_ids, token_type_ids, training=None):
+        """Embeds [B, S] ids into [B, S, H]."""
+        embedded = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids(input_ids))
+        if self.token_type_embeddings is not None:
+            if self.single_token_type:
+                token_type_ids = ops.zeros_like(input_ids)
+            embedded = embedded + self.token_type_embeddings(token_type_ids)
+        embedded = self.dropout(self.layer_norm(embedded), training=training)
+        return self.projection(embedded) if self.projection is not None else embedded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -11,6 +12,8 @@ import numpy as np
 from tfft.errors import TfftError
 
 _LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
+# Non-weight buffers older transformers versions saved.
+_BUFFERS = (".position_ids", ".token_type_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,20 +24,18 @@ class WeightSpec:
         variable: The Keras variable.
         key: The tensor's name in the Hugging Face state dict, without model prefix.
         transpose: True for Dense kernels (PyTorch stores them as [out, in]).
-        optional: True if checkpoints may lack it (it then keeps its initial value).
     """
 
     variable: keras.Variable
     key: str
     transpose: bool = False
-    optional: bool = False
 
 
-def dense_specs(layer: keras.layers.Dense, key: str, optional: bool = False) -> list[WeightSpec]:
+def dense_specs(layer: keras.layers.Dense, key: str) -> list[WeightSpec]:
     """Specs for a Dense layer stored as PyTorch ``Linear`` ``{key}.weight``/``.bias``."""
     return [
-        WeightSpec(layer.kernel, f"{key}.weight", transpose=True, optional=optional),
-        WeightSpec(layer.bias, f"{key}.bias", optional=optional),
+        WeightSpec(layer.kernel, f"{key}.weight", transpose=True),
+        WeightSpec(layer.bias, f"{key}.bias"),
     ]
 
 
@@ -48,12 +49,67 @@ def embedding_specs(layer: keras.layers.Embedding, key: str) -> list[WeightSpec]
     return [WeightSpec(layer.embeddings, f"{key}.weight")]
 
 
-def normalize_keys(tensors: dict[str, np.ndarray], anchor: str) -> dict[str, np.ndarray]:
-    """Strips a model prefix (``bert.``, ``roberta.``) and renames legacy LayerNorm keys.
+class LayerKeys(NamedTuple):
+    """Where a family's checkpoints keep the parts of one transformer layer (key suffixes)."""
+
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    attention_layer_norm: str
+    intermediate: str
+    output: str
+    output_layer_norm: str
+
+
+#: BERT's layout, shared by RoBERTa, XLM-R and ELECTRA.
+BERT_LAYER_KEYS = LayerKeys(
+    "attention.self.query", "attention.self.key", "attention.self.value",
+    "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
+    "output.dense", "output.LayerNorm",
+)
+
+
+def transformer_layer_specs(layer, prefix: str, keys: LayerKeys) -> list[WeightSpec]:
+    """Specs for a :class:`tfft.backbones.layers.TransformerLayer` stored under ``prefix``."""
+    return (
+        dense_specs(layer.attention.query, f"{prefix}.{keys.query}")
+        + dense_specs(layer.attention.key, f"{prefix}.{keys.key}")
+        + dense_specs(layer.attention.value, f"{prefix}.{keys.value}")
+        + dense_specs(layer.attention_output, f"{prefix}.{keys.attention_output}")
+        + layer_norm_specs(layer.attention_layer_norm, f"{prefix}.{keys.attention_layer_norm}")
+        + dense_specs(layer.intermediate, f"{prefix}.{keys.intermediate}")
+        + dense_specs(layer.output_dense, f"{prefix}.{keys.output}")
+        + layer_norm_specs(layer.output_layer_norm, f"{prefix}.{keys.output_layer_norm}")
+    )
+
+
+def embeddings_specs(layer, prefix: str, projection_key: str = "") -> list[WeightSpec]:
+    """Specs for a :class:`tfft.backbones.layers.Embeddings` stored as ``{prefix}.embeddings``."""
+    specs = (
+        embedding_specs(layer.word_embeddings, f"{prefix}.embeddings.word_embeddings")
+        + embedding_specs(layer.position_embeddings, f"{prefix}.embeddings.position_embeddings")
+        + layer_norm_specs(layer.layer_norm, f"{prefix}.embeddings.LayerNorm")
+    )
+    if layer.token_type_embeddings is not None:
+        specs += embedding_specs(layer.token_type_embeddings, f"{prefix}.embeddings.token_type_embeddings")
+    if layer.projection is not None:
+        specs += dense_specs(layer.projection, projection_key)
+    return specs
+
+
+def normalize_keys(tensors: dict[str, np.ndarray], anchor: str, prefix: str) -> dict[str, np.ndarray]:
+    """Puts a state dict in the layout of the family's task models.
+
+    The base model's tensors get the family prefix whatever the checkpoint used (none
+    for a saved ``BertModel``, ``bert.`` for task models, others for wrapped models);
+    head tensors outside the base model (``classifier.*``, ``cls.*``) keep their names.
+    Legacy ``gamma``/``beta`` LayerNorm names become ``weight``/``bias``.
 
     Args:
         tensors: The checkpoint's state dict.
         anchor: A key every checkpoint of the family has, without prefix.
+        prefix: The family's base-model prefix, e.g. ``bert``.
     """
     renamed = {}
     for key, value in tensors.items():
@@ -61,40 +117,65 @@ def normalize_keys(tensors: dict[str, np.ndarray], anchor: str) -> dict[str, np.
             if key.endswith(old) and "LayerNorm" in key:
                 key = key[: -len(old)] + new
         renamed[key] = value
-    prefix = next((k[: -len(anchor)] for k in renamed if k.endswith(anchor)), "")
-    return {k[len(prefix):]: v for k, v in renamed.items() if k.startswith(prefix)}
+    bases = sorted((k[: -len(anchor)] for k in renamed if k.endswith(anchor)), key=len)
+    base = f"{prefix}." if f"{prefix}." in bases else next(iter(bases), "")
+    return {
+        (f"{prefix}.{k[len(base):]}" if k.startswith(base) else k): v for k, v in renamed.items()
+    }
+
+
+def check_unexpected(tensors: dict[str, np.ndarray], known: set[str], prefix: str, source: str) -> None:
+    """Rejects base-model tensors the config does not account for (e.g. extra layers).
+
+    Tensors outside the base model (pretraining or task heads) and non-weight buffers
+    are ignored.
+
+    Raises:
+        TfftError: naming the first unexpected tensor and its shape.
+    """
+    for key in sorted(tensors):
+        if key.startswith(f"{prefix}.") and key not in known and not key.endswith(_BUFFERS):
+            raise TfftError(
+                f"checkpoint '{source}' has tensor '{key}' of shape {tuple(tensors[key].shape)} that "
+                "config.json does not account for; the config and weights disagree "
+                "(check num_hidden_layers and the model_type)"
+            )
+
+
+def export_tensors(specs: list[WeightSpec]) -> dict[str, np.ndarray]:
+    """The state dict (PyTorch layout, float32) of the variables in ``specs``."""
+    tensors = {}
+    for spec in specs:
+        value = keras.ops.convert_to_numpy(spec.variable).astype(np.float32)
+        tensors[spec.key] = np.ascontiguousarray(value.T if spec.transpose else value)
+    return tensors
 
 
 def assign_weights(specs: list[WeightSpec], tensors: dict[str, np.ndarray], source: str) -> None:
     """Copies checkpoint tensors into Keras variables after checking names and shapes.
 
+    Nothing is assigned unless every tensor is present with the right shape.
+
     Raises:
         TfftError: naming the first missing tensor or the first shape mismatch.
     """
-    values, present = [], []
+    values = []
     for spec in specs:
         expected = tuple(spec.variable.shape)
-        if spec.key not in tensors and spec.optional:
-            logging.warning("checkpoint '%s' has no '%s'; it starts untrained", source, spec.key)
-            continue
+        stored = expected[::-1] if spec.transpose else expected
         if spec.key not in tensors:
-            stored = expected[::-1] if spec.transpose else expected
             raise TfftError(
                 f"checkpoint '{source}' lacks tensor '{spec.key}' (expected shape {stored}); "
                 "check that the weights belong to this config.json"
             )
         value = tensors[spec.key]
-        value = value.T if spec.transpose else value
-        if tuple(value.shape) != expected:
-            shape = value.shape[::-1] if spec.transpose else value.shape
-            stored = expected[::-1] if spec.transpose else expected
+        if tuple(value.shape) != stored:
             raise TfftError(
-                f"checkpoint '{source}' tensor '{spec.key}' has shape {tuple(shape)} but "
+                f"checkpoint '{source}' tensor '{spec.key}' has shape {tuple(value.shape)} but "
                 f"config.json implies {stored}; the config and weights disagree"
             )
-        values.append(value)
-        present.append(spec)
-    for spec, value in zip(present, values, strict=True):
+        values.append(value.T if spec.transpose else value)
+    for spec, value in zip(specs, values, strict=True):
         spec.variable.assign(value.astype(spec.variable.dtype))
     unused = sorted(set(tensors) - {spec.key for spec in specs})
     if unused:

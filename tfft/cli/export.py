@@ -1,7 +1,8 @@
-"""``tfft-export``: turn a training model_dir into a SavedModel for TF Serving.
+"""``tfft-export``: turn a training model_dir into a SavedModel or a Hugging Face folder.
 
 Example:
     tfft-export --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/export/1
+    tfft-export --format=hf --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/hf
 """
 
 from __future__ import annotations
@@ -9,14 +10,18 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from tfft.cli.common import user_errors
-from tfft.export import export_saved_model
+from tfft.export import FORMATS, export_hf, export_saved_model
 
 flags.DEFINE_string("model_dir", None, "Directory written by tfft-train.")
-flags.DEFINE_string("export_dir", None, "New directory for the SavedModel.")
+flags.DEFINE_string("export_dir", None, "New directory for the exported model.")
 flags.DEFINE_string(
     "checkpoint", "", "final, best, latest or a .weights.h5 path (default: final, else latest)."
 )
-flags.DEFINE_enum("format", "saved_model", ["saved_model"], "Export format.")
+flags.DEFINE_enum(
+    "format", "saved_model", list(FORMATS),
+    "saved_model: TF SavedModel for TF Serving; hf: Hugging Face folder (config.json, "
+    "model.safetensors, tokenizer) for PyTorch transformers.",
+)
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -24,9 +29,14 @@ FLAGS = flags.FLAGS
 def main(argv):
     """Exports the model and prints where it went."""
     with user_errors("tfft-export", argv):
-        path = export_saved_model(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
-        logging.info("exported SavedModel to %s", path)
-        print(f"SavedModel written to {path}")
+        if FLAGS.format == "hf":
+            path = export_hf(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
+            what = "Hugging Face model"
+        else:
+            path = export_saved_model(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
+            what = "SavedModel"
+        logging.info("exported %s to %s", what, path)
+        print(f"{what} written to {path}")
 
 
 def run():

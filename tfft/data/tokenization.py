@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from tfft.data.features import Features
 from tfft.errors import TfftError, reason
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+WORDPIECE_VOCAB = "vocab.txt"
+# Vocabulary files servers may tokenize with instead of tokenizer.json.
+_VOCAB_PATTERNS = (WORDPIECE_VOCAB, "vocab.json", "merges.txt", "*.model")
 
 
 def load_tokenizer(folder: str | Path):
     """Loads the fast tokenizer saved in a Hugging Face folder.
+
+    A folder with only a WordPiece ``vocab.txt`` (the original TF1 BERT layout) gets a
+    BERT tokenizer, lowercasing unless the vocabulary has uppercase pieces.
 
     Raises:
         TfftError: if the folder has no usable fast tokenizer.
@@ -20,8 +27,12 @@ def load_tokenizer(folder: str | Path):
     import transformers
 
     transformers.logging.set_verbosity_error()
+    folder = Path(folder)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+        if _only_wordpiece_vocab(folder):
+            tokenizer = _wordpiece_tokenizer(folder / WORDPIECE_VOCAB)
+        else:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as error:
         raise TfftError(
             f"cannot load a tokenizer from '{folder}' ({reason(error)}); the folder needs "
@@ -32,6 +43,40 @@ def load_tokenizer(folder: str | Path):
             f"tokenizer in '{folder}' is not a fast tokenizer; save one with tokenizer.json"
         )
     return tokenizer
+
+
+def _only_wordpiece_vocab(folder: Path) -> bool:
+    return (folder / WORDPIECE_VOCAB).is_file() and not any(
+        (folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "config.json")
+    )
+
+
+def _wordpiece_tokenizer(vocab: Path):
+    """A BERT fast tokenizer for a bare ``vocab.txt``; cased iff the vocabulary has capitals."""
+    import transformers
+
+    pieces = vocab.read_text(encoding="utf-8").split("\n")
+    cased = any(piece != piece.lower() for piece in pieces if not piece.startswith("["))
+    logging.info("'%s' alone: using a %s BERT WordPiece tokenizer", vocab,
+                 "cased" if cased else "lowercasing")
+    tokenizer = transformers.BertTokenizerFast(vocab=str(vocab), do_lower_case=not cased)
+    tokenizer.name_or_path = str(vocab.parent)
+    return tokenizer
+
+
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """Saves the tokenizer and copies its source vocabulary files into ``folder``.
+
+    ``save_pretrained`` writes only ``tokenizer.json`` and its config; the original
+    ``vocab.txt``, ``merges.txt`` or SentencePiece model are copied too, for servers
+    that tokenize with TensorFlow Text or other libraries.
+    """
+    tokenizer.save_pretrained(str(folder))
+    source = Path(tokenizer.name_or_path)
+    for pattern in _VOCAB_PATTERNS:
+        for file in source.glob(pattern) if source.is_dir() else ():
+            if file.resolve() != (folder / file.name).resolve():
+                shutil.copyfile(file, folder / file.name)
 
 
 def encode_texts(

@@ -9,6 +9,7 @@ the serving signature.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, ClassVar
 
 import keras
@@ -18,9 +19,27 @@ from tfft.backbones import Backbone
 from tfft.backbones.base import backbone_inputs
 from tfft.config import DataConfig, TaskConfig
 from tfft.data.features import Features
+from tfft.errors import TfftError
 
 #: Metrics where a lower value is better; all others are maximised.
 LOWER_IS_BETTER = frozenset({"loss", "mse"})
+
+
+@dataclasses.dataclass(frozen=True)
+class HfHead:
+    """A task head in the layout of a Hugging Face task class.
+
+    Attributes:
+        architecture: The class-name suffix, e.g. ``ForSequenceClassification``.
+        tensors: The head's weights by state-dict name.
+        config: ``config.json`` entries the class needs (``num_labels``, ``id2label``...).
+        pooler_key: Where the backbone's pooler goes, or None if the class has none.
+    """
+
+    architecture: str
+    tensors: dict[str, np.ndarray]
+    config: dict
+    pooler_key: str | None
 
 
 class Task(abc.ABC):
@@ -86,6 +105,14 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def serving_outputs(self, outputs) -> dict:
         """Named tensors returned by the exported ``serving_default`` signature."""
+
+    def hf_head(self, model: keras.Model, backbone: Backbone) -> HfHead:
+        """The head of a trained ``model`` as its Hugging Face counterpart expects it.
+
+        Raises:
+            TfftError: if the task has no Hugging Face counterpart.
+        """
+        raise TfftError(f"task '{self.name}' cannot be exported in Hugging Face format; use saved_model")
 
     def build_model(self, backbone: Backbone, dropout: float) -> keras.Model:
         """The backbone with this task's head, taking the backbone's named inputs.

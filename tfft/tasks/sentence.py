@@ -8,12 +8,13 @@ from typing import Any
 
 import keras
 
+from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig
 from tfft.data.features import Features
 from tfft.data.sources import Record, read_records
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
-from tfft.tasks.base import Task
+from tfft.tasks.base import HfHead, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,10 @@ class SentenceTask(Task):
                 f"task.text_fields must name 1 or 2 columns, got {config.text_fields}; "
                 "e.g. [sentence] or [sentence1, sentence2]"
             )
+
+    @abc.abstractmethod
+    def hf_config(self) -> dict:
+        """``config.json`` entries of the Hugging Face sequence classifier (labels, problem)."""
 
     @abc.abstractmethod
     def parse_label(self, raw: Any, where: str) -> Any:
@@ -88,6 +93,12 @@ class SentenceTask(Task):
             dtype="float32",
             name="head",
         )(pooled)
+
+    def hf_head(self, model, backbone) -> HfHead:
+        """``{Family}ForSequenceClassification``: the pooler, then the family's classifier."""
+        tensors = export_tensors(dense_specs(model.get_layer("head"), backbone.classifier_key))
+        pooler_key = backbone.classifier_pooler_key or backbone.base_pooler_key
+        return HfHead("ForSequenceClassification", tensors, self.hf_config(), pooler_key)
 
     def _with_texts(self, example: SentenceExample, prediction: dict) -> dict:
         return {**dict(zip(self.config.text_fields, example.texts, strict=True)), **prediction}

@@ -49,6 +49,15 @@ class SentenceClassification(SentenceTask):
             str(index) for index in range(self.config.num_labels)
         ]
 
+    def hf_config(self) -> dict:
+        """Single-label classification over the label names."""
+        names = self.label_names
+        return {
+            "problem_type": "single_label_classification",
+            "id2label": dict(enumerate(names)),
+            "label2id": {name: index for index, name in enumerate(names)},
+        }
+
     def parse_label(self, raw: Any, where: str) -> int:
         """Maps a label name (or an integer class id) to its class id."""
         if isinstance(raw, (int, np.integer)) and not isinstance(raw, bool):

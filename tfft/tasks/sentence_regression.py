@@ -20,6 +20,10 @@ class SentenceRegression(SentenceTask):
     metric_names = ("loss", "pearson", "spearman")
     num_outputs = 1
 
+    def hf_config(self) -> dict:
+        """Regression: one output, MSE loss in transformers."""
+        return {"problem_type": "regression", "id2label": {0: "score"}, "label2id": {"score": 0}}
+
     def parse_label(self, raw: Any, where: str) -> float:
         """Reads the score as a float."""
         try:

@@ -98,7 +98,7 @@ class Experiment:
                 "trainer.early_stopping_patience needs validation data: use --mode=train_and_eval"
             )
         save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
-        hf_config, weights, tokenizer, folder = modeling.load_pretrained(self.task)
+        checkpoint, tokenizer = modeling.load_pretrained(self.task)
         train_features = self._features("train_data", tokenizer)
         validation_features = self._features("validation_data", tokenizer) if with_validation else None
         global_batch = trainer.train_batch_size * self.replicas
@@ -112,9 +112,7 @@ class Experiment:
                 f"{len(train_features)} training examples make no full batch of {global_batch}; "
                 "lower trainer.train_batch_size or add data"
             )
-        model, backbone = self._compiled_model(
-            hf_config, weights, str(folder), steps_per_epoch * trainer.epochs
-        )
+        model, backbone = self._compiled_model(checkpoint, steps_per_epoch * trainer.epochs)
         modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
         scalars = TrainingScalars(
             self.model_dir / "logs" / "train", global_batch, len(train_features),
@@ -158,12 +156,12 @@ class Experiment:
             return self._final_evaluation(model, validation_features, weights)
         return results
 
-    def _compiled_model(self, hf_config: dict, weights: dict, source: str, total_steps: int):
+    def _compiled_model(self, checkpoint, total_steps: int):
         """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope."""
         trainer = self.config.trainer
         set_precision(self.config.runtime.mixed_precision)
         with self.strategy.scope():
-            model, backbone = modeling.build_task_model(self.task, hf_config, weights, source)
+            model, backbone = modeling.build_task_model(self.task, checkpoint.config(), checkpoint)
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             model.compile(
                 optimizer=create_optimizer(trainer, total_steps, model),

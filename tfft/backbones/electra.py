@@ -1,0 +1,25 @@
+"""ELECTRA discriminators (``electra``): BERT layers, optionally narrower embeddings.
+
+When ``embedding_size`` differs from ``hidden_size`` (ELECTRA-small) the embeddings
+are projected to the hidden width (``electra.embeddings_project``).
+"""
+
+from __future__ import annotations
+
+from tfft.backbones.bert import BertBackbone
+
+
+class ElectraBackbone(BertBackbone):
+    """The ELECTRA discriminator's encoder.
+
+    ELECTRA has no pooler. ``pooled_output`` is dense + GELU on ``[CLS]``: the first
+    layer of the Hugging Face ``ElectraClassificationHead`` (``classifier.dense``),
+    loaded from sequence-classification checkpoints and freshly initialised otherwise.
+    """
+
+    hf_prefix = "electra"
+    hf_class_prefix = "Electra"
+    classifier_pooler_key = "classifier.dense"
+    classifier_key = "classifier.out_proj"
+    pooler_activation = "gelu"
+    projection_key = "electra.embeddings_project"
