@@ -85,4 +85,6 @@ def from_pretrained(path_or_hub_id: str, **kwargs) -> Backbone:
     return backbone
 
 
-__all__ = ["FAMILIES", "INPUT_NAMES", "Backbone", "family", "from_config", "from_pretrained"]
+__all__ = [
+    "FAMILIES", "INPUT_NAMES", "Backbone", "family", "from_config", "from_pretrained", "open_checkpoint",
+]
