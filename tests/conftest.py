@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import string
 import subprocess
@@ -107,3 +108,14 @@ def run_cli(module: str, *args: str, check: bool = True) -> subprocess.Completed
     if check and process.returncode != 0:
         raise AssertionError(f"{module} {args} failed:\n{process.stderr[-4000:]}")
     return process
+
+
+def check_export(model_dir, export_dir) -> dict:
+    """Runs tools/check_export.py (TensorFlow and tokenizers only) and returns its report."""
+    process = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "check_export.py"), f"--model_dir={model_dir}",
+         f"--export_dir={export_dir}"],
+        capture_output=True, text=True, cwd=export_dir.parent, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    return json.loads(process.stdout.strip().splitlines()[-1])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, run_cli, write_sentiment_tsv
+from conftest import REPO, check_export, run_cli, write_sentiment_tsv
 
 from tfft.config import build_config
 
@@ -112,17 +111,6 @@ def test_predict_mode_writes_one_row_per_example(trained, sentiment_data, tmp_pa
     assert [row["sentence"] for row in rows] == ["the movie was great", "an awful boring film"]
     assert [row["label"] for row in rows] == ["1", "0"]
     assert all(sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for row in rows)
-
-
-def check_export(model_dir, export_dir) -> dict:
-    """Runs tools/check_export.py (TensorFlow and tokenizers only) and returns its report."""
-    process = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "check_export.py"), f"--model_dir={model_dir}",
-         f"--export_dir={export_dir}"],
-        capture_output=True, text=True, cwd=export_dir.parent, env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert process.returncode == 0, process.stderr[-3000:]
-    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
 def test_export_loads_without_tfft_and_reproduces_accuracy(trained, tmp_path):
