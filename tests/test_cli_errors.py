@@ -182,6 +182,21 @@ def test_unsupported_model_type(tmp_path, tiny_bert, data):
     assert_not_trained(tmp_path / "model")
 
 
+def test_max_seq_length_beyond_the_position_table(tmp_path, tiny_bert, data):
+    process = train(tmp_path / "model", tiny_bert, data, "--config_file=configs/glue/sst2.yaml",
+                    **{"task.max_seq_length": 65})
+    assert_one_line_error(process, "tfft-train", r"task\.max_seq_length 65 is longer than the checkpoint's "
+                                                 r"64 positions; lower task\.max_seq_length")
+    assert_not_trained(tmp_path / "model")
+
+
+def test_hf_export_of_a_missing_model_dir(tmp_path):
+    process = run_cli("tfft.cli.export", "--format=hf", f"--model_dir={tmp_path / 'nope'}",
+                      f"--export_dir={tmp_path / 'hf'}", check=False)
+    params = re.escape(str(tmp_path / "nope" / "params.yaml"))
+    assert_one_line_error(process, "tfft-export", rf"'{params}' does not exist; --model_dir must be")
+
+
 def test_eval_on_empty_model_dir(tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()

@@ -51,6 +51,11 @@ def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None 
         attention_dropout=_override(task.config.attention_dropout),
         name="backbone",
     )
+    if task.config.max_seq_length > backbone.max_sequence_length:
+        raise TfftError(
+            f"task.max_seq_length {task.config.max_seq_length} is longer than the checkpoint's "
+            f"{backbone.max_sequence_length} positions; lower task.max_seq_length"
+        )
     if checkpoint is not None:
         checkpoint.load_into(backbone)
     return task.build_model(backbone, head_dropout(task.config, backbone)), backbone

@@ -90,6 +90,13 @@ class Backbone(keras.Model):
         return tuple(dict.fromkeys(k for k in (self.classifier_pooler_key, self.base_pooler_key) if k))
 
     @property
+    def max_sequence_length(self) -> int:
+        """The longest input the position table covers."""
+        rows = self.embeddings.position_embeddings.input_dim
+        offset = self.embeddings.padding_idx
+        return rows if offset is None else rows - offset - 1
+
+    @property
     def head_dropout(self) -> float:
         """The checkpoint's dropout rate before a task head."""
         rates = (self.hf_config.get(key) for key in self.head_dropout_keys)
