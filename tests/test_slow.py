@@ -28,9 +28,13 @@ def test_quickstart_script_fine_tunes_and_exports(tmp_path):
     assert accuracy > 0.8
 
 
-def test_stsb_regression_with_minilm(minilm, tmp_path):
-    data = SHARED_DATA / "glue" / "STS-B"
-    model_dir = tmp_path / "stsb"
+STSB = SHARED_DATA / "glue" / "STS-B"
+
+
+@pytest.fixture(scope="module")
+def stsb_run(minilm, tmp_path_factory):
+    data = STSB
+    model_dir = tmp_path_factory.mktemp("stsb") / "model"
     overrides = ",".join([
         f"task.init_checkpoint={minilm}", f"task.train_data.input_path={data / 'train.tsv'}",
         f"task.validation_data.input_path={data / 'dev.tsv'}", "task.label_field=score",
@@ -38,6 +42,39 @@ def test_stsb_regression_with_minilm(minilm, tmp_path):
     ])
     run_cli("tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={model_dir}",
             f"--params_override={overrides}")
-    results = json.loads((model_dir / "eval_results.json").read_text())
+    return model_dir
+
+
+def test_stsb_regression_with_minilm(stsb_run):
+    results = json.loads((stsb_run / "eval_results.json").read_text())
     assert results["num_examples"] == 1500
     assert results["pearson"] > 0.8
+
+
+def test_stsb_minilm_exported_to_pytorch_reproduces_pearson(stsb_run, tmp_path):
+    """--format=hf on real weights: PyTorch transformers recomputes the same dev Pearson."""
+    import csv
+
+    import numpy as np
+    import torch
+    import transformers
+
+    from tfft.tasks.metrics import pearson
+
+    export_dir = tmp_path / "hf"
+    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={stsb_run}", f"--export_dir={export_dir}")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(export_dir)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(export_dir))
+    with open(STSB / "dev.tsv", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))
+    scores = []
+    for start in range(0, len(rows), 100):
+        chunk = rows[start:start + 100]
+        batch = tokenizer([r["sentence1"] for r in chunk], [r["sentence2"] for r in chunk], padding=True,
+                          truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            scores.append(model(**batch).logits[:, 0].numpy())
+    labels = np.array([float(r["score"]) for r in rows])
+    results = json.loads((stsb_run / "eval_results.json").read_text())
+    assert pearson(np.concatenate(scores).astype(np.float64), labels) == pytest.approx(
+        results["pearson"], abs=1e-5)

@@ -19,6 +19,7 @@ class ElectraBackbone(BertBackbone):
 
     hf_prefix = "electra"
     hf_class_prefix = "Electra"
+    base_pooler_key = None
     classifier_pooler_key = "classifier.dense"
     classifier_key = "classifier.out_proj"
     pooler_activation = "gelu"

@@ -81,7 +81,7 @@ def read_tf1_weights(prefix: Path) -> dict[str, np.ndarray]:
             if converted:
                 value = reader.get_tensor(name)
                 tensors[converted[0]] = value.T if converted[1] else value
-    except (tf.errors.OpError, ValueError) as error:
+    except (tf.errors.OpError, ValueError, IndexError) as error:
         raise TfftError(
             f"TF1 checkpoint '{prefix}' cannot be read ({reason(error)}); check that the "
             ".index and .data-* files are complete"
