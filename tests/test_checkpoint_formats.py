@@ -153,11 +153,17 @@ def test_relative_position_embeddings_are_refused(bert_folder, tmp_path):
         backbones.from_pretrained(str(folder))
 
 
-def test_keras_folder_with_other_config(bert_folder, tmp_path):
+@pytest.mark.parametrize("change, reason", [
+    ({"hidden_size": 64}, r".*"),
+    ({"num_hidden_layers": 1}, r"it holds 39 variables, the model has 23"),
+    ({"num_hidden_layers": 3}, r"it holds 39 variables, the model has 55"),
+])
+def test_keras_folder_with_other_config(bert_folder, tmp_path, change, reason):
     output = tmp_path / "keras"
     assert convert(f"--input={bert_folder}", f"--output={output}", "--output_format=keras").returncode == 0
-    edit_config(output, hidden_size=64, num_attention_heads=4)
-    with pytest.raises(TfftError, match=r"cannot load '.*backbone\.weights\.h5' \(.*\); it does not match "):
+    edit_config(output, **change)
+    with pytest.raises(TfftError, match=rf"cannot load '.*backbone\.weights\.h5' \({reason}\); it does not "
+                                        r"match .*config\.json or is damaged"):
         backbones.from_pretrained(str(output))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,16 +54,36 @@ class Checkpoint:
     def load_into(self, backbone) -> None:
         """Loads the weights into a backbone built from :meth:`config`."""
         if self.layout == "keras":
-            try:
-                backbone.load_weights(str(self.weights))
-            except (ValueError, OSError) as error:
-                raise TfftError(
-                    f"cannot load '{self.weights}' ({reason(error)}); it does not match "
-                    f"{self.folder / CONFIG_FILE} or is damaged"
-                ) from None
+            _load_keras_weights(backbone, self.weights, self.folder / CONFIG_FILE)
             return
         tensors = read_tf1_weights(self.weights) if self.layout == "tf1" else read_weights(self.folder)
         backbone.load_hf_weights(tensors, str(self.weights))
+
+
+def _load_keras_weights(backbone, path: Path, config: Path) -> None:
+    """``backbone.load_weights`` that refuses files with more or fewer variables.
+
+    Keras skips sublayers a file lacks with a warning, leaving them untrained; here any
+    disagreement between file and config is an error.
+    """
+    import h5py
+
+    mismatch = f"it does not match {config} or is damaged"
+    try:
+        with h5py.File(path, "r") as file:
+            stored = []
+            file.visititems(lambda name, item: stored.append(name) if isinstance(item, h5py.Dataset)
+                            else None)
+        if len(stored) != len(backbone.weights):
+            raise ValueError(f"it holds {len(stored)} variables, the model has {len(backbone.weights)}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backbone.load_weights(str(path))
+        skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)]
+        if skipped:
+            raise ValueError(skipped[0])
+    except (ValueError, OSError) as error:
+        raise TfftError(f"cannot load '{path}' ({reason(error)}); {mismatch}") from None
 
 
 def _looks_like_path(name: str) -> bool:
