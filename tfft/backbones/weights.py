@@ -22,7 +22,8 @@ class WeightSpec:
 
     Attributes:
         variable: The Keras variable.
-        key: The tensor's name in the Hugging Face state dict, without model prefix.
+        key: The tensor's name in the family's Hugging Face task models, e.g.
+            ``bert.encoder.layer.0.output.dense.weight`` or ``classifier.dense.weight``.
         transpose: True for Dense kernels (PyTorch stores them as [out, in]).
     """
 
