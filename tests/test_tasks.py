@@ -12,6 +12,7 @@ from scipy import stats
 
 from tfft import backbones
 from tfft.config import DataConfig, TaskConfig
+from tfft.data.features import Features
 from tfft.data.tokenization import load_tokenizer
 from tfft.errors import TfftError
 from tfft.tasks import TASKS, get_task, metrics
@@ -63,7 +64,7 @@ def padded_batch(tokenizer, texts, pairs=None) -> dict[str, np.ndarray]:
 
 
 def test_registry_and_defaults():
-    assert set(TASKS) == {"sentence_classification", "sentence_regression"}
+    assert set(TASKS) == {"sentence_classification", "sentence_regression", "token_classification"}
     task = classification()
     assert isinstance(task, SentenceClassification)
     assert task.main_metric == "accuracy" and task.main_metric_mode == "max"
@@ -269,7 +270,7 @@ def test_classification_evaluate():
     rng = np.random.default_rng(0)
     outputs = rng.normal(size=(30, 3)).astype(np.float32)
     labels = rng.integers(0, 3, size=30).astype(np.int32)
-    result = task.evaluate(outputs, labels)
+    result = task.evaluate(outputs, Features({}, np.ones(len(labels), np.int32), labels))
     assert set(result) == set(task.metric_names) == {"loss", "accuracy", "f1", "matthews_corrcoef"}
     predicted = outputs.argmax(axis=1)
     assert result["accuracy"] == pytest.approx(np.mean(predicted == labels))
@@ -285,7 +286,7 @@ def test_regression_evaluate():
     rng = np.random.default_rng(1)
     labels = rng.uniform(0, 5, size=40)
     outputs = (labels + rng.normal(size=40)).astype(np.float32)
-    result = task.evaluate(outputs, labels.astype(np.float32))
+    result = task.evaluate(outputs, Features({}, np.ones(len(labels), np.int32), labels.astype(np.float32)))
     assert set(result) == set(task.metric_names) == {"loss", "pearson", "spearman"}
     assert result["loss"] == pytest.approx(np.mean((outputs.astype(np.float64) - labels) ** 2), rel=1e-5)
     assert result["pearson"] == pytest.approx(stats.pearsonr(outputs, labels)[0], abs=1e-6)
@@ -297,7 +298,7 @@ def test_classification_predictions(tmp_path):
     task = classification(num_labels=3, label_list=["x", "y", "z"], text_fields=["sentence1", "sentence2"])
     examples = task.read_examples(data)
     outputs = np.array([[0.1, 2.0, -1.0], [-3.0, 0.0, 5.0]], dtype=np.float32)
-    predictions = task.predictions(examples, outputs)
+    predictions = task.predictions(examples, None, outputs)
     assert [p["label"] for p in predictions] == ["y", "z"]
     assert [(p["sentence1"], p["sentence2"]) for p in predictions] == [("a b", "c"), ("d", "e f")]
     for prediction, row in zip(predictions, outputs, strict=True):
@@ -313,7 +314,7 @@ def test_classification_predictions(tmp_path):
 def test_regression_predictions(tmp_path):
     data = write(tmp_path / "d.tsv", "sentence1\tsentence2\tscore\na\tb\t1\nc\td\t2\n")
     task = regression()
-    predictions = task.predictions(task.read_examples(data), np.array([3.25, -0.5], dtype=np.float32))
+    predictions = task.predictions(task.read_examples(data), None, np.array([3.25, -0.5], dtype=np.float32))
     assert predictions == [
         {"sentence1": "a", "sentence2": "b", "score": 3.25},
         {"sentence1": "c", "sentence2": "d", "score": -0.5},

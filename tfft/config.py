@@ -39,7 +39,7 @@ class DataConfig:
     )
     max_examples: int = _field(0, doc="Read at most this many examples (0 = all).")
     format: str = _field(
-        "auto", ("auto", "tsv", "csv", "jsonl", "tfds"), "Input format; 'auto' uses the suffix."
+        "auto", ("auto", "tsv", "csv", "jsonl", "conll", "tfds"), "Input format; 'auto' uses the suffix."
     )
 
 
@@ -62,7 +62,17 @@ class TaskConfig:
     text_fields: list = _field(
         ["sentence"], doc="One or two column names holding the text (or text pair)."
     )
-    label_field: str = _field("label", doc="Column name holding the label or score.")
+    label_field: str = _field(
+        "label", doc="Column name holding the label or score (token tasks: the tag list's field)."
+    )
+    tag_column: int = _field(-1, doc="Token tasks, CoNLL files: the tag column's index (-1: last).")
+    tag_scheme: str = _field(
+        "iob2", choices=("iob1", "iob2", "bioes"),
+        doc="Token tasks: the tagging scheme training tags are checked against.",
+    )
+    label_all_subwords: bool = _field(
+        False, doc="Token tasks: train on every sub-word of a word, not only the first."
+    )
     main_metric: str = _field(
         "", doc="Metric for best checkpoint and early stopping (default: the task's own)."
     )

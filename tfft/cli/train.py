@@ -14,7 +14,7 @@ from absl import app, flags
 from tfft import modeling
 from tfft.cli.common import define_config_flags, user_errors
 from tfft.config import build_config
-from tfft.training.experiment import MODES, Experiment
+from tfft.training.experiment import MODES, OUTPUT_FORMATS, Experiment
 
 define_config_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and results.")
@@ -22,6 +22,10 @@ flags.DEFINE_enum("mode", "train_and_eval", MODES, "What to run.")
 flags.DEFINE_string(
     "checkpoint", "",
     "For eval/predict: final, best, latest or a .weights.h5 path (default: final, else latest).",
+)
+flags.DEFINE_enum(
+    "output_format", "jsonl", list(OUTPUT_FORMATS),
+    "For predict: predictions.jsonl, or predictions.conll (token<TAB>tag lines; token tasks).",
 )
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
@@ -35,7 +39,7 @@ def main(argv):
             config = modeling.load_run_config(model_dir, FLAGS.config_file, FLAGS.params_override)
         else:
             config = build_config(FLAGS.config_file, FLAGS.params_override)
-        Experiment(config, model_dir).run(FLAGS.mode, FLAGS.checkpoint)
+        Experiment(config, model_dir).run(FLAGS.mode, FLAGS.checkpoint, FLAGS.output_format)
 
 
 def run():

@@ -15,26 +15,34 @@ class Features:
         columns: Input name (``input_ids``, ``token_type_ids``, ``attention_mask``, ...)
             -> all examples' values concatenated (int32).
         lengths: Tokens per example (int32 [num_examples]).
-        labels: One label per example (int32 ids or float32 scores), or None when
-            predicting on unlabeled data.
+        labels: One label per example (int32 ids or float32 scores), or with
+            ``label_per_token`` one int32 label per token, flat like ``columns`` (-100 where
+            no label applies); None when predicting on unlabeled data.
+        label_per_token: Whether ``labels`` holds a label per token.
+        word_index: For token tasks: per token (flat), the index of the word it starts
+            in its example, or -1 (special tokens, continuation sub-words).
+        example_index: For tasks that split an example into several windows: per
+            window, the example it belongs to.
     """
 
     columns: dict[str, np.ndarray]
     lengths: np.ndarray
     labels: np.ndarray | None = None
+    label_per_token: bool = False
+    word_index: np.ndarray | None = None
+    example_index: np.ndarray | None = None
 
     @classmethod
     def from_lists(cls, columns: dict[str, list[list[int]]], labels=None) -> Features:
         """Builds features from per-example token lists (as tokenizers return them)."""
         first = next(iter(columns.values()))
         lengths = np.fromiter((len(row) for row in first), dtype=np.int32, count=len(first))
-        flat = {
-            name: np.fromiter(
-                (token for row in rows for token in row), dtype=np.int32, count=int(lengths.sum())
-            )
-            for name, rows in columns.items()
-        }
+        flat = {name: flatten(rows, int(lengths.sum())) for name, rows in columns.items()}
         return cls(flat, lengths, None if labels is None else np.asarray(labels))
+
+    def offsets(self) -> np.ndarray:
+        """Where each example starts in the flat columns."""
+        return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)[:-1]])
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -42,12 +50,24 @@ class Features:
     def take(self, indices: np.ndarray) -> Features:
         """The examples at ``indices``, in that order."""
         indices = np.asarray(indices, dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)[:-1]])[indices]
+        starts = self.offsets()[indices]
         lengths = self.lengths[indices]
         out_starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
         positions = np.arange(int(lengths.sum())) + np.repeat(starts - out_starts, lengths)
+
+        def pick(values, per_token):
+            return None if values is None else values[positions if per_token else indices]
+
         return Features(
             {name: values[positions] for name, values in self.columns.items()},
             lengths,
-            None if self.labels is None else self.labels[indices],
+            pick(self.labels, self.label_per_token),
+            self.label_per_token,
+            pick(self.word_index, True),
+            pick(self.example_index, False),
         )
+
+
+def flatten(rows: list[list[int]], total: int) -> np.ndarray:
+    """Concatenates per-example int lists into one int32 array of ``total`` values."""
+    return np.fromiter((value for row in rows for value in row), dtype=np.int32, count=total)

@@ -20,18 +20,27 @@ from tfft.data.features import Features
 GROUP_BATCHES = 50
 
 
+#: Label of padding positions in per-token labels (ignored by the loss).
+IGNORED_LABEL = -100
+
+
+def _ragged(values: np.ndarray, lengths: np.ndarray) -> tf.RaggedTensor:
+    return tf.RaggedTensor.from_row_lengths(values, tf.constant(lengths, dtype=tf.int64))
+
+
 def _ragged_slices(features: Features) -> dict[str, tf.RaggedTensor]:
-    lengths = tf.constant(features.lengths, dtype=tf.int64)
-    return {
-        name: tf.RaggedTensor.from_row_lengths(values, lengths)
-        for name, values in features.columns.items()
-    }
+    return {name: _ragged(values, features.lengths) for name, values in features.columns.items()}
+
+
+def _pad_tensor(value, static_length: int, default=0):
+    if not isinstance(value, tf.RaggedTensor):
+        return value
+    shape = [None, static_length] if static_length else None
+    return value.to_tensor(default_value=default, shape=shape)
 
 
 def _pad(batch: dict, static_length: int) -> dict:
-    if static_length:
-        return {name: value.to_tensor(shape=[None, static_length]) for name, value in batch.items()}
-    return {name: value.to_tensor() for name, value in batch.items()}
+    return {name: _pad_tensor(value, static_length) for name, value in batch.items()}
 
 
 def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
@@ -56,7 +65,10 @@ def train_dataset(
         static_length: If > 0, pad to this length and drop the last partial batch.
     """
     drop_remainder = static_length > 0
-    dataset = tf.data.Dataset.from_tensor_slices((_ragged_slices(features), features.labels))
+    labels = (
+        _ragged(features.labels, features.lengths) if features.label_per_token else features.labels
+    )
+    dataset = tf.data.Dataset.from_tensor_slices((_ragged_slices(features), labels))
     dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
     grouping = length_grouping and not static_length
     if grouping:
@@ -66,7 +78,9 @@ def train_dataset(
             .unbatch()
         )
     dataset = dataset.ragged_batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(lambda x, y: (_pad(x, static_length), y))
+    dataset = dataset.map(
+        lambda x, y: (_pad(x, static_length), _pad_tensor(y, static_length, IGNORED_LABEL))
+    )
     if grouping:
         dataset = dataset.shuffle(GROUP_BATCHES, seed=seed + 1, reshuffle_each_iteration=True)
     steps = num_batches(len(features), batch_size, drop_remainder)

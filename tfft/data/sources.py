@@ -20,7 +20,10 @@ from tfft.errors import TfftError, located, reason
 TFDS_PREFIX = "tfds:"
 #: Written at the start of "UTF-8 with BOM" files (e.g. by spreadsheet programs).
 BYTE_ORDER_MARK = "\ufeff"
-_SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+_SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll"}
+#: CoNLL files: one token per line, columns separated by whitespace, blank lines between
+#: sentences, ``-DOCSTART-`` lines between documents.
+CONLL_DOCUMENT_START = "-DOCSTART-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +56,16 @@ def infer_format(path: str, declared: str = "auto") -> str:
         if path.lower().endswith(suffix):
             return fmt
     raise TfftError(
-        f"cannot tell the format of '{path}' from its name; use a .tsv/.csv/.jsonl suffix, "
+        f"cannot tell the format of '{path}' from its name; use a .tsv/.csv/.jsonl/.conll suffix, "
         "'tfds:NAME/SPLIT', or set the data's 'format' key"
     )
 
 
 def read_records(path: str, fmt: str = "auto", max_examples: int = 0) -> list[Record]:
     """Reads up to ``max_examples`` records (0 = all) from ``path``.
+
+    CoNLL files give one record per sentence with ``tokens`` (the first column) and
+    ``columns`` (every column, one list per column).
 
     Raises:
         TfftError: for a missing file, a malformed row or an unknown format.
@@ -70,7 +76,9 @@ def read_records(path: str, fmt: str = "auto", max_examples: int = 0) -> list[Re
     else:
         if not tf.io.gfile.exists(path):
             raise TfftError(f"input file '{path}' does not exist; check the input_path in the config")
-        rows = {"tsv": _read_delimited, "csv": _read_delimited, "jsonl": _read_jsonl}[fmt](path, fmt)
+        readers = {"tsv": _read_delimited, "csv": _read_delimited, "jsonl": _read_jsonl,
+                   "conll": _read_conll}
+        rows = readers[fmt](path, fmt)
     records = []
     for record in rows:
         records.append(record)
@@ -120,6 +128,36 @@ def _read_jsonl(path: str, fmt: str) -> Iterator[Record]:
             if not isinstance(value, dict):
                 raise TfftError(f"{located(path, line)}: expected a JSON object; fix the line")
             yield Record(value, path, line)
+
+
+def _read_conll(path: str, fmt: str) -> Iterator[Record]:
+    """CoNLL column files; every token line must have as many columns as the first."""
+    width, rows, start = 0, [], 0
+
+    def sentence() -> Record:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        return Record({"tokens": columns[0], "columns": columns}, path, start)
+
+    with tf.io.gfile.GFile(path, "r") as file:
+        for line, text in enumerate(file, start=1):
+            cells = text.lstrip(BYTE_ORDER_MARK).split()
+            if cells and cells[0] == CONLL_DOCUMENT_START:
+                cells = []
+            if not cells:
+                if rows:
+                    yield sentence()
+                rows = []
+                continue
+            width = width or len(cells)
+            if len(cells) != width:
+                raise TfftError(
+                    f"{located(path, line)}: expected {width} columns as on the first token line, "
+                    f"found {len(cells)}; fix the line (tokens must not contain spaces)"
+                )
+            start = line if not rows else start
+            rows.append(cells)
+    if rows:
+        yield sentence()
 
 
 def _read_tfds(spec: str) -> Iterator[Record]:

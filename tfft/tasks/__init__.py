@@ -7,9 +7,12 @@ from tfft.errors import TfftError
 from tfft.tasks.base import Task
 from tfft.tasks.sentence_classification import SentenceClassification
 from tfft.tasks.sentence_regression import SentenceRegression
+from tfft.tasks.token_classification import TokenClassification
 
 #: ``task.type`` -> task class.
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (SentenceClassification, SentenceRegression)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (SentenceClassification, SentenceRegression, TokenClassification)
+}
 
 
 def get_task(config: TaskConfig) -> Task:

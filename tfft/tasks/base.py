@@ -74,9 +74,17 @@ class Task(abc.ABC):
         """Class names shipped with the model (empty for tasks without classes)."""
         return []
 
+    @property
+    def prediction_length(self) -> int:
+        """Padding length for inference when outputs are per token (0: per batch)."""
+        return 0
+
     @abc.abstractmethod
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[Any]:
         """Reads and validates the examples of one data split."""
+
+    def prepare(self, train_examples: list[Any]) -> None:  # noqa: B027 - optional hook.
+        """Settles what depends on the training data (e.g. a tag list) before the config is saved."""
 
     @abc.abstractmethod
     def encode(self, examples: list[Any], tokenizer) -> Features:
@@ -95,12 +103,20 @@ class Task(abc.ABC):
         return []
 
     @abc.abstractmethod
-    def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """Metrics (including ``loss``) over a whole evaluation set."""
+    def evaluate(self, outputs: np.ndarray, features: Features) -> dict[str, float]:
+        """Metrics (including ``loss``) over a whole evaluation set (labels in ``features``)."""
 
     @abc.abstractmethod
-    def predictions(self, examples: list[Any], outputs: np.ndarray) -> list[dict]:
+    def predictions(self, examples: list[Any], features: Features, outputs: np.ndarray) -> list[dict]:
         """One JSON-ready prediction per example."""
+
+    def conll_lines(self, prediction: dict) -> list[str]:
+        """One prediction as CoNLL lines (``--output_format=conll``).
+
+        Raises:
+            TfftError: if the task has no word-level predictions.
+        """
+        raise TfftError(f"--output_format=conll needs a token task; '{self.name}' writes jsonl only")
 
     @abc.abstractmethod
     def serving_outputs(self, outputs) -> dict:

@@ -83,9 +83,9 @@ class SentenceClassification(SentenceTask):
         """Streaming accuracy."""
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
-    def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def evaluate(self, outputs: np.ndarray, features) -> dict[str, float]:
         """Loss, accuracy, F1 (class 1 if binary, else macro) and MCC."""
-        labels = labels.astype(np.int64)
+        labels = features.labels.astype(np.int64)
         predicted = outputs.argmax(axis=-1)
         return {
             "loss": metrics.softmax_cross_entropy(outputs, labels),
@@ -94,7 +94,7 @@ class SentenceClassification(SentenceTask):
             "matthews_corrcoef": metrics.matthews_corrcoef(predicted, labels, self.num_outputs),
         }
 
-    def predictions(self, examples: list[SentenceExample], outputs: np.ndarray) -> list[dict]:
+    def predictions(self, examples: list[SentenceExample], features, outputs: np.ndarray) -> list[dict]:
         """The texts, the predicted label name and the class probabilities."""
         probabilities = metrics.softmax(outputs.astype(np.float64))
         names = self.label_names

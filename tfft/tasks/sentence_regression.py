@@ -42,16 +42,16 @@ class SentenceRegression(SentenceTask):
         """Mean squared error."""
         return keras.losses.MeanSquaredError()
 
-    def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def evaluate(self, outputs: np.ndarray, features) -> dict[str, float]:
         """MSE (as ``loss``), Pearson and Spearman correlation."""
-        outputs, labels = outputs.astype(np.float64), labels.astype(np.float64)
+        outputs, labels = outputs.astype(np.float64), features.labels.astype(np.float64)
         return {
             "loss": float(np.mean((outputs - labels) ** 2)),
             "pearson": metrics.pearson(outputs, labels),
             "spearman": metrics.spearman(outputs, labels),
         }
 
-    def predictions(self, examples: list[SentenceExample], outputs: np.ndarray) -> list[dict]:
+    def predictions(self, examples: list[SentenceExample], features, outputs: np.ndarray) -> list[dict]:
         """The texts and the predicted score."""
         return [
             self._with_texts(example, {"score": round(float(score), 6)})

@@ -29,6 +29,8 @@ from tfft.training.optimizer import create_optimizer
 from tfft.training.strategy import create_strategy, set_precision
 
 MODES = ("train", "eval", "train_and_eval", "predict")
+#: ``--output_format`` values for predictions.
+OUTPUT_FORMATS = ("jsonl", "conll")
 
 
 def write_json(path: Path, value) -> None:
@@ -59,12 +61,23 @@ class Experiment:
         return self.config.task.max_seq_length if self.config.trainer.static_shapes else 0
 
     @property
+    def inference_length(self) -> int:
+        """Fixed padding length for evaluation and prediction (static shapes or per-token outputs)."""
+        return self.static_length or self.task.prediction_length
+
+    @property
     def eval_batch_size(self) -> int:
         """Global evaluation batch size."""
         return self.config.trainer.eval_batch_size * self.replicas
 
-    def run(self, mode: str, checkpoint: str = "") -> dict:
-        """Runs ``mode`` and returns its results (metrics, or prediction count)."""
+    def run(self, mode: str, checkpoint: str = "", output_format: str = "jsonl") -> dict:
+        """Runs ``mode`` and returns its results (metrics, or prediction count).
+
+        Args:
+            mode: One of :data:`MODES`.
+            checkpoint: Weights for eval/predict (see :func:`tfft.modeling.checkpoint_path`).
+            output_format: ``jsonl`` or ``conll`` (token tasks) for predict.
+        """
         if mode not in MODES:
             raise TfftError(f"--mode has unknown value '{mode}'; choose one of {', '.join(MODES)}")
         if mode in ("train", "train_and_eval"):
@@ -73,7 +86,7 @@ class Experiment:
         if mode == "eval":
             features = self._features("validation_data", tokenizer)
             return self._final_evaluation(model, features, weights)
-        return self.predict(model, tokenizer)
+        return self.predict(model, tokenizer, output_format)
 
     def _read(self, split: str, labeled: bool = True) -> list:
         data = getattr(self.config.task, split)
@@ -97,9 +110,11 @@ class Experiment:
             raise TfftError(
                 "trainer.early_stopping_patience needs validation data: use --mode=train_and_eval"
             )
+        train_examples = self._read("train_data")
+        self.task.prepare(train_examples)
         save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
         checkpoint, tokenizer = modeling.load_pretrained(self.task)
-        train_features = self._features("train_data", tokenizer)
+        train_features = self.task.encode(train_examples, tokenizer)
         validation_features = self._features("validation_data", tokenizer) if with_validation else None
         global_batch = trainer.train_batch_size * self.replicas
         dataset = train_dataset(
@@ -122,7 +137,7 @@ class Experiment:
         if validation_features is not None:
             validation = Validation(
                 self.task, validation_features, self.eval_batch_size,
-                self.model_dir / "logs" / "validation", self.static_length,
+                self.model_dir / "logs" / "validation", self.inference_length,
             )
         # Validation first: the callbacks after it read its val_* metrics.
         callbacks = [validation] if validation else []
@@ -198,23 +213,35 @@ class Experiment:
 
     def _final_evaluation(self, model, features: Features, weights: Path) -> dict:
         metrics, _ = evaluation.evaluate(
-            self.task, model, features, self.eval_batch_size, self.static_length
+            self.task, model, features, self.eval_batch_size, self.inference_length
         )
         metrics["checkpoint"] = str(weights)
         write_json(self.model_dir / "eval_results.json", metrics)
         logging.info("eval results: %s", metrics)
         return metrics
 
-    def predict(self, model, tokenizer) -> dict:
-        """Writes ``predictions.jsonl`` for ``task.predict_data`` (default: validation data)."""
+    def predict(self, model, tokenizer, output_format: str = "jsonl") -> dict:
+        """Writes ``predictions.jsonl`` (or ``.conll``) for ``task.predict_data``.
+
+        Without predict data, the validation data is predicted.
+        """
+        if output_format not in OUTPUT_FORMATS:
+            raise TfftError(
+                f"--output_format has unknown value '{output_format}'; choose one of "
+                f"{', '.join(OUTPUT_FORMATS)}"
+            )
         split = "predict_data" if self.config.task.predict_data.input_path else "validation_data"
         examples = self._read(split, labeled=False)
-        outputs, _ = evaluation.predict(
-            model, self.task.encode(examples, tokenizer), self.eval_batch_size, self.static_length
+        features = self.task.encode(examples, tokenizer)
+        outputs, _ = evaluation.predict(model, features, self.eval_batch_size, self.inference_length)
+        rows = self.task.predictions(examples, features, outputs)
+        lines = (
+            [line for row in rows for line in [*self.task.conll_lines(row), ""]]
+            if output_format == "conll"
+            else [json.dumps(row, ensure_ascii=False) for row in rows]
         )
-        path = self.model_dir / "predictions.jsonl"
+        path = self.model_dir / f"predictions.{output_format}"
         with path.open("w") as file:
-            for row in self.task.predictions(examples, outputs):
-                file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            file.writelines(f"{line}\n" for line in lines)
         logging.info("wrote %d predictions to %s", len(examples), path)
         return {"predictions": len(examples), "path": str(path)}

@@ -1,0 +1,236 @@
+"""Token classification: CoNLL/JSONL reading, sub-word windows, training, predict and export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, run_cli
+from test_cli_errors import assert_one_line_error
+
+from tfft.config import DataConfig, TaskConfig
+from tfft.data.sources import read_records
+from tfft.errors import TfftError
+from tfft.tasks import get_task
+
+TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+
+
+def write_conll(path, sentences) -> str:
+    """Writes ``[(words, tags), ...]`` as CoNLL-2003 columns (token POS chunk NER)."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for words, tags in sentences:
+        lines += [f"{word} NN I-NP {tag}" for word, tag in zip(words, tags, strict=True)] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def synthetic_sentences(count: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    """Learnable tags: 'man'/'woman' are persons, 'dog cat' is an organisation."""
+    rng = random.Random(seed)
+    fillers = ["the", "a", "movie", "is", "good", "plays", "guitar", "with", "on", "great"]
+    sentences = []
+    for _ in range(count):
+        words, tags = [], []
+        for _ in range(rng.randint(3, 9)):
+            choice = rng.random()
+            if choice < 0.15:
+                words.append(rng.choice(["man", "woman"]))
+                tags.append("B-PER")
+            elif choice < 0.25:
+                words += ["dog", "cat"]
+                tags += ["B-ORG", "I-ORG"]
+            else:
+                words.append(rng.choice(fillers))
+                tags.append("O")
+        sentences.append((words, tags))
+    return sentences
+
+
+def task_config(**values) -> TaskConfig:
+    settings = {"type": "token_classification", "max_seq_length": 32, "text_fields": ["tokens"],
+                "label_field": "tags"}
+    return TaskConfig(**{**settings, **values})
+
+
+@pytest.fixture(scope="module")
+def ner_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ner")
+    return (write_conll(folder / "train.conll", synthetic_sentences(320, 1)),
+            write_conll(folder / "dev.conll", synthetic_sentences(64, 2)))
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def test_conll_reader_splits_sentences_and_skips_docstart(tmp_path):
+    path = write_conll(tmp_path / "a.conll", [(["EU", "rejects"], ["B-ORG", "O"]), (["Peter"], ["B-PER"])])
+    records = read_records(path)
+    assert [r.fields["tokens"] for r in records] == [["EU", "rejects"], ["Peter"]]
+    assert records[0].fields["columns"][-1] == ["B-ORG", "O"]
+    assert records[1].where.endswith("a.conll:6")
+
+
+def test_conll_line_with_wrong_column_count_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.conll"
+    path.write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP\n")
+    with pytest.raises(TfftError, match=rf"{re.escape(str(path))}:2: expected 4 columns as on the first "
+                                        r"token line, found 3"):
+        read_records(str(path))
+
+
+def test_real_conll2003_test_split():
+    records = read_records(str(SHARED_DATA / "conll2003" / "test.txt"), "conll")
+    assert len(records) == 3453
+    assert records[0].fields["tokens"][:3] == ["SOCCER", "-", "JAPAN"]
+
+
+def test_tag_list_from_training_data_puts_o_first(ner_data):
+    task = get_task(task_config())
+    examples = task.read_examples(DataConfig(input_path=ner_data[0]))
+    task.prepare(examples)
+    assert task.label_names == ["O", "B-ORG", "I-ORG", "B-PER"]
+    assert task.config.num_labels == 4
+
+
+def test_unknown_tag_is_an_error(tmp_path):
+    path = write_conll(tmp_path / "t.conll", [(["Peter"], ["B-PER"]), (["Bonn"], ["B-GPE"])])
+    task = get_task(task_config(label_list=TAGS))
+    with pytest.raises(TfftError, match=r"t\.conll:5: tag 'B-GPE' is not in task\.label_list"):
+        task.read_examples(DataConfig(input_path=path))
+
+
+def test_malformed_tag_is_an_error(tmp_path):
+    path = write_conll(tmp_path / "t.conll", [(["Peter"], ["PER"])])
+    with pytest.raises(TfftError, match=r"t\.conll:3: .*PER.*tags look like O, B-PER"):
+        get_task(task_config()).read_examples(DataConfig(input_path=path))
+
+
+def test_empty_sentence_and_tag_count_mismatch_in_jsonl(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"tokens": ["a"], "tags": ["O"]}\n{"tokens": [], "tags": []}\n')
+    task = get_task(task_config())
+    with pytest.raises(TfftError, match=r"t\.jsonl:2: sentence has no tokens"):
+        task.read_examples(DataConfig(input_path=str(path)))
+    path.write_text('{"tokens": ["a", "b"], "tags": ["O"]}\n')
+    with pytest.raises(TfftError, match=r"t\.jsonl:1: 2 tokens but 1 tags; give one tag per token"):
+        task.read_examples(DataConfig(input_path=str(path)))
+
+
+def test_inconsistent_training_tags_warn(tmp_path, caplog):
+    path = write_conll(tmp_path / "t.conll", [(["the", "Peter"], ["O", "I-PER"]), (["a"], ["O"])])
+    task = get_task(task_config())
+    with caplog.at_level(logging.WARNING):
+        task.prepare(task.read_examples(DataConfig(input_path=path)))
+    assert re.search(r"1 training sentences have tags inconsistent with task\.tag_scheme=iob2, e\.g\. "
+                     r".*t\.conll:3: 'I-PER' at token 2", caplog.text)
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def test_long_sentences_become_windows_that_cover_every_word(tiny_bert, tmp_path):
+    from tfft.data.tokenization import load_tokenizer
+
+    words = ["the", "woman", "plays", "guitar"] * 10  # 40 words, 42+ sub-words.
+    task = get_task(task_config(max_seq_length=12, label_list=TAGS))
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"tokens": words, "tags": ["O", "B-PER", "O", "O"] * 10}) + "\n")
+    examples = task.read_examples(DataConfig(input_path=str(path)))
+    features = task.encode(examples, load_tokenizer(tiny_bert))
+    # One word is one sub-word here: 10 words + [CLS] + [SEP] per window.
+    np.testing.assert_array_equal(features.lengths, [12, 12, 12, 12])
+    assert set(features.example_index.tolist()) == {0}
+    starts = features.word_index[features.word_index >= 0]
+    np.testing.assert_array_equal(starts, np.arange(40))  # Every word once, in order.
+    labelled = features.labels[features.word_index >= 0]
+    np.testing.assert_array_equal(labelled, [0, 1, 0, 0] * 10)
+    assert (features.labels[features.word_index < 0] == -100).all()
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def overrides(checkpoint, data, **extra) -> str:
+    settings = {
+        "task.init_checkpoint": checkpoint, "task.train_data.input_path": data[0],
+        "task.validation_data.input_path": data[1], "task.label_list": "[" + ",".join(TAGS) + "]",
+        "task.num_labels": len(TAGS), "task.max_seq_length": 32, "trainer.epochs": 4,
+        "trainer.train_batch_size": 16, "trainer.learning_rate": 2e-3, **extra,
+    }
+    return ",".join(f"{key}={value}" for key, value in settings.items())
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory, tiny_bert, ner_data):
+    model_dir = tmp_path_factory.mktemp("ner_run") / "model"
+    run_cli("tfft.cli.train", "--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
+            f"--params_override={overrides(tiny_bert, ner_data)}")
+    return model_dir
+
+
+def test_training_learns_entities(ner_run):
+    results = json.loads((ner_run / "eval_results.json").read_text())
+    assert {"loss", "f1", "precision", "recall", "accuracy", "f1_PER", "f1_ORG"} <= set(results)
+    assert results["f1"] > 0.9 and results["accuracy"] > 0.95
+    assert (ner_run / "assets" / "labels.txt").read_text().split() == TAGS
+
+
+def test_predict_writes_word_level_tags_as_jsonl_and_conll(ner_run, ner_data):
+    run_cli("tfft.cli.train", f"--model_dir={ner_run}", "--mode=predict")
+    rows = [json.loads(line) for line in (ner_run / "predictions.jsonl").read_text().splitlines()]
+    gold = [r.fields for r in read_records(ner_data[1])]
+    assert len(rows) == len(gold) == 64
+    assert all(row["tokens"] == g["tokens"] and len(row["tags"]) == len(g["tokens"])
+               for row, g in zip(rows, gold, strict=True))
+    run_cli("tfft.cli.train", f"--model_dir={ner_run}", "--mode=predict", "--output_format=conll")
+    conll = read_records(str(ner_run / "predictions.conll"), "conll")
+    assert [r.fields["tokens"] for r in conll] == [row["tokens"] for row in rows]
+    assert [r.fields["columns"][1] for r in conll] == [row["tags"] for row in rows]
+
+
+def test_conll_output_for_a_sentence_task_is_refused(tmp_path, tiny_bert):
+    from conftest import write_sentiment_tsv
+
+    data = write_sentiment_tsv(tmp_path / "train.tsv", 32)
+    model_dir = tmp_path / "model"
+    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+            f"--params_override=task.init_checkpoint={tiny_bert},task.train_data.input_path={data},"
+            f"task.validation_data.input_path={data},trainer.epochs=1,task.max_seq_length=32")
+    process = run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict",
+                      "--output_format=conll", check=False)
+    assert_one_line_error(process, "tfft-train", r"--output_format=conll needs a token task")
+
+
+def test_saved_model_returns_logits_and_tag_ids(ner_run, tmp_path):
+    import tensorflow as tf
+
+    export_dir = tmp_path / "export"
+    run_cli("tfft.cli.export", f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    ids = tf.constant([[2, 5, 6, 7, 3]], tf.int32)
+    outputs = serve(input_ids=ids, token_type_ids=tf.zeros_like(ids), attention_mask=tf.ones_like(ids))
+    assert outputs["logits"].shape == (1, 5, len(TAGS)) and outputs["tag_ids"].dtype == tf.int32
+    np.testing.assert_array_equal(outputs["tag_ids"], np.argmax(outputs["logits"], axis=-1))
+    assert (export_dir / "assets" / "labels.txt").read_text().split() == TAGS
+
+
+def test_hf_export_is_a_token_classifier_with_the_same_logits(ner_run, tmp_path):
+    import torch
+    import transformers
+    from test_hf_export import tfft_outputs
+
+    export_dir = tmp_path / "hf"
+    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    model = transformers.AutoModelForTokenClassification.from_pretrained(str(export_dir)).eval()
+    assert type(model).__name__ == "BertForTokenClassification"
+    assert [model.config.id2label[i] for i in range(len(TAGS))] == TAGS
+    ours, batch = tfft_outputs(ner_run, ["the man plays guitar", "dog cat is great ! really"])
+    with torch.no_grad():
+        theirs = model(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}).logits.numpy()
+    real = batch["attention_mask"].astype(bool)
+    assert np.abs(ours[real] - theirs[real]).max() <= 1e-4
