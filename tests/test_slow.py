@@ -78,3 +78,26 @@ def test_stsb_minilm_exported_to_pytorch_reproduces_pearson(stsb_run, tmp_path):
     results = json.loads((stsb_run / "eval_results.json").read_text())
     assert pearson(np.concatenate(scores).astype(np.float64), labels) == pytest.approx(
         results["pearson"], abs=1e-5)
+
+
+def test_conll2003_ner_with_minilm(minilm, tmp_path):
+    """MiniLM on 3,000 CoNLL-2003 training sentences; predict mode reproduces the test F1."""
+    from tfft.data.sources import read_records
+    from tfft.tasks.entities import entity_scores
+
+    data = SHARED_DATA / "conll2003"
+    model_dir = tmp_path / "conll"
+    overrides = ",".join([
+        f"task.init_checkpoint={minilm}", f"task.train_data.input_path={data / 'train.txt'}",
+        "task.train_data.format=conll", "task.train_data.max_examples=3000",
+        f"task.validation_data.input_path={data / 'test.txt'}", "task.validation_data.format=conll",
+        "trainer.epochs=1",
+    ])
+    run_cli("tfft.cli.train", "--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
+            f"--params_override={overrides}")
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    assert results["num_examples"] == 3453 and results["f1"] > 0.6
+    run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict", "--output_format=conll")
+    predicted = [r.fields["columns"][1] for r in read_records(str(model_dir / "predictions.conll"))]
+    gold = [r.fields["columns"][-1] for r in read_records(str(data / "test.txt"), "conll")]
+    assert entity_scores(gold, predicted)["f1"] == pytest.approx(results["f1"], abs=1e-9)

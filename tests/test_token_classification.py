@@ -121,6 +121,18 @@ def test_empty_sentence_and_tag_count_mismatch_in_jsonl(tmp_path):
         task.read_examples(DataConfig(input_path=str(path)))
 
 
+def test_integer_tags_as_tfds_gives_them_map_through_the_label_list(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"tokens": ["Peter", "Blackburn"], "ner": [1, 2]}\n{"tokens": ["x"], "ner": [9]}\n')
+    task = get_task(task_config(label_list=TAGS, label_field="ner"))
+    examples = task.read_examples(DataConfig(input_path=str(path), max_examples=1))
+    assert examples[0].tags == ("B-PER", "I-PER")
+    with pytest.raises(TfftError, match=r"t\.jsonl:2: integer tag 9 is out of range for the 5 tags of "):
+        task.read_examples(DataConfig(input_path=str(path)))
+    with pytest.raises(TfftError, match=r"t\.jsonl:1: integer tag 1 needs task\.label_list with the tag "):
+        get_task(task_config(label_field="ner")).read_examples(DataConfig(input_path=str(path)))
+
+
 def test_inconsistent_training_tags_warn(tmp_path, caplog):
     path = write_conll(tmp_path / "t.conll", [(["the", "Peter"], ["O", "I-PER"]), (["a"], ["O"])])
     task = get_task(task_config())
@@ -150,6 +162,17 @@ def test_long_sentences_become_windows_that_cover_every_word(tiny_bert, tmp_path
     labelled = features.labels[features.word_index >= 0]
     np.testing.assert_array_equal(labelled, [0, 1, 0, 0] * 10)
     assert (features.labels[features.word_index < 0] == -100).all()
+
+
+def test_a_word_the_tokenizer_drops_still_gets_a_position(tiny_bert, tmp_path):
+    from tfft.data.tokenization import load_tokenizer
+
+    path = tmp_path / "zw.jsonl"
+    path.write_text(json.dumps({"tokens": ["the", "\u200b", "man"], "tags": ["O", "B-PER", "I-PER"]}) + "\n")
+    task = get_task(task_config(label_list=TAGS))
+    features = task.encode(task.read_examples(DataConfig(input_path=str(path))), load_tokenizer(tiny_bert))
+    np.testing.assert_array_equal(features.word_index[features.word_index >= 0], [0, 1, 2])
+    np.testing.assert_array_equal(features.labels[features.word_index >= 0], [0, 1, 2])
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -32,6 +32,6 @@ def evaluate(task: Task, model, features: Features, batch_size: int, static_leng
     """
     outputs, seconds = predict(model, features, batch_size, static_length)
     metrics = task.evaluate(np.asarray(outputs), features)
-    metrics["examples_per_second"] = len(features) / seconds if seconds else 0.0
-    metrics["num_examples"] = len(features)
+    metrics["examples_per_second"] = features.num_examples / seconds if seconds else 0.0
+    metrics["num_examples"] = features.num_examples
     return metrics, outputs

@@ -45,7 +45,13 @@ class Features:
         return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)[:-1]])
 
     def __len__(self) -> int:
+        """The number of rows (windows, for tasks that split examples)."""
         return len(self.lengths)
+
+    @property
+    def num_examples(self) -> int:
+        """The number of examples the rows come from."""
+        return len(self) if self.example_index is None else len(np.unique(self.example_index))
 
     def take(self, indices: np.ndarray) -> Features:
         """The examples at ``indices``, in that order."""

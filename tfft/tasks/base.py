@@ -53,8 +53,10 @@ class Task(abc.ABC):
     name: ClassVar[str]
     #: Metric used for best checkpoints and early stopping unless the config names one.
     default_main_metric: ClassVar[str]
-    #: Every key :meth:`evaluate` returns.
+    #: Every key :meth:`evaluate` returns (token tasks add per-type keys).
     metric_names: ClassVar[tuple[str, ...]]
+    #: Whether the head reads ``pooled_output`` (if not, the pooler is not trained).
+    uses_pooler: ClassVar[bool] = True
 
     def __init__(self, config: TaskConfig):
         self.config = config

@@ -48,6 +48,7 @@ class TokenClassification(Task):
     name = "token_classification"
     default_main_metric = "f1"
     metric_names = ("loss", "f1", "precision", "recall", "accuracy")
+    uses_pooler = False
 
     @property
     def label_names(self) -> list[str]:
@@ -107,9 +108,14 @@ class TokenClassification(Task):
     def _tag_name(self, tag: Any, where: str) -> str:
         names = self.label_names
         if isinstance(tag, (int, np.integer)) and not isinstance(tag, bool):
-            if not names or not 0 <= tag < len(names):
+            if not names:
                 raise TfftError(
                     f"{where}: integer tag {tag} needs task.label_list with the tag names in id order"
+                )
+            if not 0 <= tag < len(names):
+                raise TfftError(
+                    f"{where}: integer tag {tag} is out of range for the {len(names)} tags of "
+                    "task.label_list; fix the data or the list"
                 )
             return names[int(tag)]
         tag = str(tag)
@@ -152,14 +158,18 @@ class TokenClassification(Task):
         """Sub-word features, one window per ``max_seq_length`` slice of each sentence."""
         max_length = self.config.max_seq_length
         budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-        whole = tokenizer([list(e.words) for e in examples], is_split_into_words=True)
+        sentences = [list(e.words) for e in examples]
+        whole = tokenizer(sentences, is_split_into_words=True)
         windows = []  # (example index, first word, last word)
         for index, example in enumerate(examples):
-            if len(whole["input_ids"][index]) <= max_length:
-                windows.append((index, 0, len(example.words)))
-                continue
             counts = np.bincount([w for w in whole.word_ids(index) if w is not None],
                                  minlength=len(example.words))
+            # Words the tokenizer drops (e.g. control characters) still need a prediction.
+            for word in np.nonzero(counts == 0)[0]:
+                sentences[index][word], counts[word] = tokenizer.unk_token, 1
+            if counts.sum() <= budget:
+                windows.append((index, 0, len(example.words)))
+                continue
             start, used = 0, 0
             for word, count in enumerate(counts):
                 if used + count > budget and word > start:
@@ -168,7 +178,7 @@ class TokenClassification(Task):
                 used += count
             windows.append((index, start, len(example.words)))
         encoded = tokenizer(
-            [list(examples[i].words[a:b]) for i, a, b in windows], is_split_into_words=True,
+            [sentences[i][a:b] for i, a, b in windows], is_split_into_words=True,
             truncation=True, max_length=max_length, return_token_type_ids=True,
         )
         tag_ids = {tag: index for index, tag in enumerate(self.label_names)}

@@ -154,10 +154,10 @@ class Experiment:
         results = {
             "steps": int(model.optimizer.iterations.numpy()),
             "epochs": len(history.epoch),
-            "train_examples": len(train_features),
+            "train_examples": train_features.num_examples,
             # Whole fit() time without validation, tracing and first step included.
             "train_seconds": train_seconds,
-            "examples_per_second": len(train_features) * len(history.epoch) / train_seconds,
+            "examples_per_second": train_features.num_examples * len(history.epoch) / train_seconds,
             # The same after the first step (compilation) only.
             "steady_examples_per_second": scalars.examples_per_second,
             "loss": float(history.history["loss"][-1]),
@@ -178,6 +178,7 @@ class Experiment:
         with self.strategy.scope():
             model, backbone = modeling.build_task_model(self.task, checkpoint.config(), checkpoint)
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
+            backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             model.compile(
                 optimizer=create_optimizer(trainer, total_steps, model),
                 loss=self.task.loss(),
