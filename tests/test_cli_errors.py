@@ -236,7 +236,8 @@ def test_export_into_non_empty_directory(tmp_path):
 
 def test_export_after_failed_training_says_to_train_first(tmp_path, tiny_bert, data):
     model_dir = tmp_path / "model"
-    failed = train(model_dir, tiny_bert, data, **{"task.train_data.input_path": tmp_path / "missing.tsv"})
+    missing = {"task.validation_data.input_path": tmp_path / "missing.tsv"}
+    failed = train(model_dir, tiny_bert, data, **missing)
     assert failed.returncode != 0 and (model_dir / "params.yaml").is_file()
     process = run_cli("tfft.cli.export", f"--model_dir={model_dir}",
                       f"--export_dir={tmp_path / 'export'}", check=False)
