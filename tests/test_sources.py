@@ -188,7 +188,7 @@ def test_jsonl_max_examples(tmp_path):
         ("a/TRAIN.TSV", "auto", "tsv"),
         ("gs://bucket/x.csv", "auto", "csv"),
         ("x.jsonl", "auto", "jsonl"),
-        ("x.json", "auto", "jsonl"),
+        ("x.json", "auto", "json"),
         ("tfds:glue/sst2/train", "auto", "tfds"),
         ("x.txt", "tsv", "tsv"),
         ("x.tsv", "csv", "csv"),

@@ -35,11 +35,12 @@ class DataConfig:
     """One split of input data."""
 
     input_path: str = _field(
-        "", doc="File path (.tsv/.csv/.jsonl, local or gs://) or 'tfds:NAME/SPLIT'."
+        "", doc="File path (.tsv/.csv/.jsonl/.json/.conll, local or gs://) or 'tfds:NAME/SPLIT'."
     )
     max_examples: int = _field(0, doc="Read at most this many examples (0 = all).")
     format: str = _field(
-        "auto", ("auto", "tsv", "csv", "jsonl", "conll", "tfds"), "Input format; 'auto' uses the suffix."
+        "auto", ("auto", "tsv", "csv", "jsonl", "json", "conll", "tfds"),
+        "Input format; 'auto' uses the suffix.",
     )
 
 
@@ -72,6 +73,22 @@ class TaskConfig:
     )
     label_all_subwords: bool = _field(
         False, doc="Token tasks: train on every sub-word of a word, not only the first."
+    )
+    doc_stride: int = _field(
+        128, doc="Span tasks: tokens between the starts of consecutive windows of a long context."
+    )
+    max_query_length: int = _field(
+        64, doc="Span tasks: questions are cut to this many tokens (0 = never cut)."
+    )
+    n_best_size: int = _field(
+        20, doc="Span tasks: start and end candidates per window, and answers in nbest_predictions.json."
+    )
+    max_answer_length: int = _field(30, doc="Span tasks: longest answer in tokens.")
+    version_2_with_negative: bool = _field(
+        False, doc="Span tasks: SQuAD 2.0, questions may have no answer (predicted as '')."
+    )
+    null_score_diff_threshold: float = _field(
+        0.0, doc="Span tasks, SQuAD 2.0: answer '' when null score - best span score exceeds this."
     )
     main_metric: str = _field(
         "", doc="Metric for best checkpoint and early stopping (default: the task's own)."

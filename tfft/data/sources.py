@@ -1,4 +1,4 @@
-"""Reading raw records from TSV, CSV, JSONL files and TensorFlow Datasets.
+"""Reading raw records from TSV, CSV, JSON(L), CoNLL files and TensorFlow Datasets.
 
 A *record* is one row as a dict of column name to value, with the place it came
 from, so every later error can name the file and line. Files are read through
@@ -20,7 +20,7 @@ from tfft.errors import TfftError, located, reason
 TFDS_PREFIX = "tfds:"
 #: Written at the start of "UTF-8 with BOM" files (e.g. by spreadsheet programs).
 BYTE_ORDER_MARK = "\ufeff"
-_SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll"}
+_SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".conll": "conll"}
 #: CoNLL files: one token per line, columns separated by whitespace, blank lines between
 #: sentences, ``-DOCSTART-`` lines between documents.
 CONLL_DOCUMENT_START = "-DOCSTART-"
@@ -33,17 +33,20 @@ class Record:
     Attributes:
         fields: Column name -> value (strings for text files; any JSON/TFDS value).
         source: File path or ``tfds:`` spec the row came from.
-        line: 1-based line number (TSV/CSV/JSONL) or example number (TFDS).
+        line: 1-based line number (TSV/CSV/JSONL) or example number (TFDS, JSON documents).
+        position: Where in a JSON document the record is, e.g.
+            ``data[3].paragraphs[0].qas[2]`` (empty for line-based files).
     """
 
     fields: dict[str, Any]
     source: str
     line: int
+    position: str = ""
 
     @property
     def where(self) -> str:
-        """``source:line`` for error messages."""
-        return located(self.source, self.line)
+        """``source:line`` (or ``source:position``) for error messages."""
+        return f"{self.source}:{self.position}" if self.position else located(self.source, self.line)
 
 
 def infer_format(path: str, declared: str = "auto") -> str:
@@ -65,7 +68,10 @@ def read_records(path: str, fmt: str = "auto", max_examples: int = 0) -> list[Re
     """Reads up to ``max_examples`` records (0 = all) from ``path``.
 
     CoNLL files give one record per sentence with ``tokens`` (the first column) and
-    ``columns`` (every column, one list per column).
+    ``columns`` (every column, one list per column). ``.json`` files may be a SQuAD
+    document (``{"data": [{"paragraphs": [{"context", "qas"}]}]}``: one record per
+    question with ``id``, ``title``, ``context``, ``question``, ``answers`` and, in
+    SQuAD 2.0, ``is_impossible``), a JSON list of objects, or JSON Lines.
 
     Raises:
         TfftError: for a missing file, a malformed row or an unknown format.
@@ -77,7 +83,7 @@ def read_records(path: str, fmt: str = "auto", max_examples: int = 0) -> list[Re
         if not tf.io.gfile.exists(path):
             raise TfftError(f"input file '{path}' does not exist; check the input_path in the config")
         readers = {"tsv": _read_delimited, "csv": _read_delimited, "jsonl": _read_jsonl,
-                   "conll": _read_conll}
+                   "json": _read_json, "conll": _read_conll}
         rows = readers[fmt](path, fmt)
     records = []
     for record in rows:
@@ -130,6 +136,52 @@ def _read_jsonl(path: str, fmt: str) -> Iterator[Record]:
             yield Record(value, path, line)
 
 
+def _read_json(path: str, fmt: str) -> Iterator[Record]:
+    """A whole JSON document: SQuAD layout or a list of objects; JSON Lines otherwise."""
+    with tf.io.gfile.GFile(path, "r") as file:
+        text = file.read().lstrip(BYTE_ORDER_MARK)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        if error.msg == "Extra data":  # More than one value: JSON Lines.
+            yield from _read_jsonl(path, fmt)
+            return
+        raise TfftError(
+            f"{path}:{error.lineno}:{error.colno}: invalid JSON ({error.msg}, character {error.pos}); "
+            "fix the file"
+        ) from None
+    if isinstance(document, dict) and "data" in document:
+        yield from _squad_records(document["data"], path)
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            if not isinstance(value, dict):
+                raise TfftError(f"{path}:[{index}]: expected a JSON object; fix the file")
+            yield Record(value, path, index + 1, f"[{index}]")
+    elif isinstance(document, dict):
+        yield Record(document, path, 1)
+    else:
+        raise TfftError(f"{path}: expected a JSON object or list; fix the file")
+
+
+def _squad_records(articles: Any, path: str) -> Iterator[Record]:
+    """One record per question of a SQuAD ``data`` list, with its paragraph's context."""
+    count = 0
+    for a, article in enumerate(_json_list(articles, path, "data")):
+        title = article.get("title", "")
+        for p, paragraph in enumerate(_json_list(article.get("paragraphs"), path, f"data[{a}].paragraphs")):
+            where = f"data[{a}].paragraphs[{p}]"
+            for q, question in enumerate(_json_list(paragraph.get("qas"), path, f"{where}.qas")):
+                count += 1
+                fields = {"title": title, "context": paragraph.get("context"), **question}
+                yield Record(fields, path, count, f"{where}.qas[{q}]")
+
+
+def _json_list(value: Any, path: str, key: str) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise TfftError(f"{path}:{key}: expected a list of objects as in SQuAD files; fix the file")
+    return value
+
+
 def _read_conll(path: str, fmt: str) -> Iterator[Record]:
     """CoNLL column files; every token line must have as many columns as the first."""
     width, rows, start = 0, [], 0
@@ -179,7 +231,11 @@ def _read_tfds(spec: str) -> Iterator[Record]:
 
 
 def _plain(value: Any) -> Any:
-    """Turns a TFDS numpy value into a Python str or number."""
+    """Turns a TFDS numpy value (possibly a dict or array of them) into Python values."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0):
+        return [_plain(item) for item in value]
     return value.item() if hasattr(value, "item") else value

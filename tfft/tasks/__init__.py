@@ -5,13 +5,15 @@ from __future__ import annotations
 from tfft.config import TaskConfig
 from tfft.errors import TfftError
 from tfft.tasks.base import Task
+from tfft.tasks.question_answering import QuestionAnswering
 from tfft.tasks.sentence_classification import SentenceClassification
 from tfft.tasks.sentence_regression import SentenceRegression
 from tfft.tasks.token_classification import TokenClassification
 
 #: ``task.type`` -> task class.
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (SentenceClassification, SentenceRegression, TokenClassification)
+    cls.name: cls
+    for cls in (SentenceClassification, SentenceRegression, TokenClassification, QuestionAnswering)
 }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
@@ -57,6 +59,8 @@ class Task(abc.ABC):
     metric_names: ClassVar[tuple[str, ...]]
     #: Whether the head reads ``pooled_output`` (if not, the pooler is not trained).
     uses_pooler: ClassVar[bool] = True
+    #: ``--output_format`` values of predict mode; the first is the default.
+    output_formats: ClassVar[tuple[str, ...]] = ("jsonl",)
 
     def __init__(self, config: TaskConfig):
         self.config = config
@@ -93,8 +97,14 @@ class Task(abc.ABC):
         """Tokenizes examples into model features (with labels when they have them)."""
 
     @abc.abstractmethod
-    def build_head(self, backbone_outputs: dict, dropout: float):
-        """Symbolic head outputs on top of the backbone's ``{sequence_output, pooled_output}``."""
+    def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
+        """Symbolic head outputs on top of the backbone's ``{sequence_output, pooled_output}``.
+
+        Args:
+            backbone_outputs: The backbone's symbolic outputs.
+            inputs: The model's symbolic inputs (``attention_mask`` marks padding).
+            dropout: Dropout rate applied before the head.
+        """
 
     @abc.abstractmethod
     def loss(self) -> keras.losses.Loss:
@@ -112,13 +122,32 @@ class Task(abc.ABC):
     def predictions(self, examples: list[Any], features: Features, outputs: np.ndarray) -> list[dict]:
         """One JSON-ready prediction per example."""
 
-    def conll_lines(self, prediction: dict) -> list[str]:
-        """One prediction as CoNLL lines (``--output_format=conll``).
+    def write_predictions(self, predictions: list[dict], folder: Path, output_format: str = "") -> Path:
+        """Writes ``predictions.<format>`` into ``folder``; returns its path.
+
+        Args:
+            predictions: What :meth:`predictions` returned.
+            folder: The run's model_dir.
+            output_format: One of :attr:`output_formats` (empty: the first).
 
         Raises:
-            TfftError: if the task has no word-level predictions.
+            TfftError: for a format the task does not write.
         """
-        raise TfftError(f"--output_format=conll needs a token task; '{self.name}' writes jsonl only")
+        output_format = output_format or self.output_formats[0]
+        if output_format not in self.output_formats:
+            raise TfftError(
+                f"--output_format={output_format} is not available for task '{self.name}'; "
+                f"choose one of {', '.join(self.output_formats)}"
+            )
+        path = folder / f"predictions.{output_format}"
+        lines = self.prediction_lines(predictions, output_format)
+        with path.open("w") as file:
+            file.writelines(f"{line}\n" for line in lines)
+        return path
+
+    def prediction_lines(self, predictions: list[dict], output_format: str) -> list[str]:
+        """The lines of a predictions file (``jsonl``: one JSON object per example)."""
+        return [json.dumps(row, ensure_ascii=False) for row in predictions]
 
     @abc.abstractmethod
     def serving_outputs(self, outputs) -> dict:
@@ -140,5 +169,14 @@ class Task(abc.ABC):
             dropout: Dropout rate applied before the head.
         """
         inputs = backbone_inputs()
-        outputs = self.build_head(backbone(inputs), dropout)
+        outputs = self.build_head(backbone(inputs), inputs, dropout)
         return keras.Model(inputs, outputs, name=f"{self.name}_model")
+
+
+def dense_head(hidden, units: int, dropout: float):
+    """Dropout and a float32 dense layer named ``head`` (BERT's initialiser, stddev 0.02)."""
+    hidden = keras.layers.Dropout(dropout, name="head_dropout")(hidden)
+    return keras.layers.Dense(
+        units, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), dtype="float32",
+        name="head",
+    )(hidden)

@@ -6,15 +6,13 @@ import abc
 import dataclasses
 from typing import Any
 
-import keras
-
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig
 from tfft.data.features import Features
 from tfft.data.sources import Record, read_records
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
-from tfft.tasks.base import HfHead, Task
+from tfft.tasks.base import HfHead, Task, dense_head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,15 +82,9 @@ class SentenceTask(Task):
         labels = [example.label for example in examples] if labeled else None
         return encode_texts(tokenizer, first, second, self.config.max_seq_length, labels)
 
-    def build_head(self, backbone_outputs: dict, dropout: float):
+    def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """Dropout and a dense layer on ``pooled_output``; float32 outputs."""
-        pooled = keras.layers.Dropout(dropout, name="head_dropout")(backbone_outputs["pooled_output"])
-        return keras.layers.Dense(
-            self.num_outputs,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
-            dtype="float32",
-            name="head",
-        )(pooled)
+        return dense_head(backbone_outputs["pooled_output"], self.num_outputs, dropout)
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForSequenceClassification``: the pooler, then the family's classifier."""

@@ -34,9 +34,9 @@ class SentenceRegression(SentenceTask):
             raise TfftError(f"{where}: score {raw!r} is not a finite number; fix the row")
         return score
 
-    def build_head(self, backbone_outputs: dict, dropout: float):
+    def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """One output per example, shape [batch]."""
-        return keras.ops.squeeze(super().build_head(backbone_outputs, dropout), axis=-1)
+        return keras.ops.squeeze(super().build_head(backbone_outputs, inputs, dropout), axis=-1)
 
     def loss(self):
         """Mean squared error."""

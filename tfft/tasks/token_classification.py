@@ -23,7 +23,7 @@ from tfft.data.pipeline import IGNORED_LABEL
 from tfft.data.sources import Record, read_records
 from tfft.errors import TfftError
 from tfft.tasks import metrics
-from tfft.tasks.base import HfHead, Task
+from tfft.tasks.base import HfHead, Task, dense_head
 from tfft.tasks.entities import entity_scores, first_inconsistency, split_tag
 
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -49,6 +49,7 @@ class TokenClassification(Task):
     default_main_metric = "f1"
     metric_names = ("loss", "f1", "precision", "recall", "accuracy")
     uses_pooler = False
+    output_formats = ("jsonl", "conll")
 
     @property
     def label_names(self) -> list[str]:
@@ -207,13 +208,9 @@ class TokenClassification(Task):
 
     # --- model -------------------------------------------------------------------------
 
-    def build_head(self, backbone_outputs: dict, dropout: float):
+    def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """Dropout and a dense layer on every token's ``sequence_output``; float32 logits."""
-        hidden = keras.layers.Dropout(dropout, name="head_dropout")(backbone_outputs["sequence_output"])
-        return keras.layers.Dense(
-            len(self.label_names), kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
-            dtype="float32", name="head",
-        )(hidden)
+        return dense_head(backbone_outputs["sequence_output"], len(self.label_names), dropout)
 
     def loss(self):
         """Softmax cross-entropy over labelled sub-words (padding and others ignored)."""
@@ -256,9 +253,14 @@ class TokenClassification(Task):
             for index, example in enumerate(examples)
         ]
 
-    def conll_lines(self, prediction: dict) -> list[str]:
-        """``token<TAB>tag`` lines of one predicted sentence."""
-        return [f"{word}\t{tag}" for word, tag in zip(prediction["tokens"], prediction["tags"], strict=True)]
+    def prediction_lines(self, predictions: list[dict], output_format: str) -> list[str]:
+        """JSON lines, or ``token<TAB>tag`` lines with a blank line after each sentence (conll)."""
+        if output_format != "conll":
+            return super().prediction_lines(predictions, output_format)
+        return [
+            line for row in predictions
+            for line in [*(f"{w}\t{t}" for w, t in zip(row["tokens"], row["tags"], strict=True)), ""]
+        ]
 
     def serving_outputs(self, outputs) -> dict:
         """``logits`` [batch, seq, num_tags] and ``tag_ids`` [batch, seq] (int32)."""

@@ -6,7 +6,8 @@ Outputs in ``model_dir`` (see :mod:`tfft.modeling` for the model files):
 - ``train_results.json``: steps, epochs, training examples/second, final loss;
 - ``eval_results.json``: the task's validation metrics for the final weights, computed
   in float32 like the exported model (per-epoch validation uses the training precision);
-- ``predictions.jsonl``: one prediction per input example (``predict`` mode).
+- ``predictions.jsonl`` (or ``.conll``, or the task's own files such as SQuAD's
+  ``predictions.json``): one prediction per input example (``predict`` mode).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from tfft.training.optimizer import create_optimizer
 from tfft.training.strategy import create_strategy, set_precision
 
 MODES = ("train", "eval", "train_and_eval", "predict")
-#: ``--output_format`` values for predictions.
-OUTPUT_FORMATS = ("jsonl", "conll")
+#: ``--output_format`` values for predictions (each task writes some of them).
+OUTPUT_FORMATS = ("jsonl", "conll", "json")
 
 
 def write_json(path: Path, value) -> None:
@@ -70,13 +71,13 @@ class Experiment:
         """Global evaluation batch size."""
         return self.config.trainer.eval_batch_size * self.replicas
 
-    def run(self, mode: str, checkpoint: str = "", output_format: str = "jsonl") -> dict:
+    def run(self, mode: str, checkpoint: str = "", output_format: str = "") -> dict:
         """Runs ``mode`` and returns its results (metrics, or prediction count).
 
         Args:
             mode: One of :data:`MODES`.
             checkpoint: Weights for eval/predict (see :func:`tfft.modeling.checkpoint_path`).
-            output_format: ``jsonl`` or ``conll`` (token tasks) for predict.
+            output_format: For predict: one of the task's ``output_formats`` (empty: its default).
         """
         if mode not in MODES:
             raise TfftError(f"--mode has unknown value '{mode}'; choose one of {', '.join(MODES)}")
@@ -221,28 +222,16 @@ class Experiment:
         logging.info("eval results: %s", metrics)
         return metrics
 
-    def predict(self, model, tokenizer, output_format: str = "jsonl") -> dict:
-        """Writes ``predictions.jsonl`` (or ``.conll``) for ``task.predict_data``.
+    def predict(self, model, tokenizer, output_format: str = "") -> dict:
+        """Writes the task's predictions file(s) for ``task.predict_data``.
 
         Without predict data, the validation data is predicted.
         """
-        if output_format not in OUTPUT_FORMATS:
-            raise TfftError(
-                f"--output_format has unknown value '{output_format}'; choose one of "
-                f"{', '.join(OUTPUT_FORMATS)}"
-            )
         split = "predict_data" if self.config.task.predict_data.input_path else "validation_data"
         examples = self._read(split, labeled=False)
         features = self.task.encode(examples, tokenizer)
         outputs, _ = evaluation.predict(model, features, self.eval_batch_size, self.inference_length)
         rows = self.task.predictions(examples, features, outputs)
-        lines = (
-            [line for row in rows for line in [*self.task.conll_lines(row), ""]]
-            if output_format == "conll"
-            else [json.dumps(row, ensure_ascii=False) for row in rows]
-        )
-        path = self.model_dir / f"predictions.{output_format}"
-        with path.open("w") as file:
-            file.writelines(f"{line}\n" for line in lines)
+        path = self.task.write_predictions(rows, self.model_dir, output_format)
         logging.info("wrote %d predictions to %s", len(examples), path)
         return {"predictions": len(examples), "path": str(path)}
