@@ -6,8 +6,8 @@ import json
 import sys
 
 import pytest
-
 from conftest import REPO, SHARED_DATA
+
 from tfft.tasks.squad_metrics import exact_match, normalize_answer, squad_scores, token_f1
 
 
@@ -81,7 +81,8 @@ def test_v1_scores_agree_with_the_official_script_on_real_squad():
         {"id": qa["id"], "answers": {"text": [a["text"] for a in qa["answers"]]}}
         for article in document["data"][:10] for paragraph in article["paragraphs"] for qa in paragraph["qas"]
     ]
-    predictions = {e["id"]: e["answers"]["text"][-1] + (" of it" if i % 3 else "") for i, e in enumerate(examples)}
+    predictions = {e["id"]: e["answers"]["text"][-1] + (" of it" if i % 3 else "")
+                   for i, e in enumerate(examples)}
     ours = squad_scores(predictions, {e["id"]: e["answers"]["text"] for e in examples})
     official = hf_qa_recipe.squad_v1_evaluate(examples, predictions)
     assert 20 < ours["f1"] < 100

@@ -226,7 +226,8 @@ def test_conll_output_for_a_sentence_task_is_refused(tmp_path, tiny_bert):
             f"task.validation_data.input_path={data},trainer.epochs=1,task.max_seq_length=32")
     process = run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict",
                       "--output_format=conll", check=False)
-    assert_one_line_error(process, "tfft-train", r"--output_format=conll is not available for task 'sentence_classification'; choose one of jsonl")
+    assert_one_line_error(process, "tfft-train", r"--output_format=conll is not available for task "
+                                                 r"'sentence_classification'; choose one of jsonl")
 
 
 def test_saved_model_returns_logits_and_tag_ids(ner_run, tmp_path):
