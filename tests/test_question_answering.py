@@ -364,6 +364,34 @@ def test_saved_model_returns_start_and_end_logits(qa_run, tmp_path):
     assert padding.any() and np.all(outputs["start_logits"].numpy()[padding] == -10000.0)
 
 
+def test_answers_from_the_saved_model_reproduce_eval_results(qa_run, tmp_path):
+    """The README's serving recipe: tfft windows and post-processing around the SavedModel."""
+    import tensorflow as tf
+
+    from tfft.config import build_config
+    from tfft.data.pipeline import inference_dataset, restore_order
+    from tfft.data.tokenization import load_tokenizer
+    from tfft.tasks import get_task
+
+    export_dir = tmp_path / "export"
+    run_cli("tfft.cli.export", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
+    assets = export_dir / "assets"
+    config = build_config([str(assets / "params.yaml")])
+    qa = get_task(config.task)
+    examples = qa.read_examples(config.task.validation_data)
+    features = qa.encode(examples, load_tokenizer(assets))
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    dataset, order, count = inference_dataset(features, 16, static_length=config.task.max_seq_length)
+    outputs = np.concatenate([
+        np.stack([(result := serve(**batch))["start_logits"], result["end_logits"]], axis=-1)
+        for batch in dataset
+    ])
+    metrics = qa.evaluate(restore_order(outputs, order, count), features)
+    expected = json.loads((qa_run / "eval_results.json").read_text())
+    assert metrics["exact_match"] == pytest.approx(expected["exact_match"], abs=1e-9)
+    assert metrics["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+
+
 def test_hf_export_is_a_question_answering_model_with_the_same_logits(qa_run, tmp_path):
     import torch
     import transformers

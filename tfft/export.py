@@ -3,8 +3,10 @@
 The SavedModel's ``serving_default`` signature takes int32 ``input_ids``,
 ``token_type_ids`` and ``attention_mask`` of shape [batch, seq] and returns the
 task's serving outputs (``logits`` and ``probabilities`` for classification,
-``predictions`` for regression). The tokenizer files, the backbone config and
-``labels.txt`` travel in ``assets/``. Loading needs only TensorFlow::
+``predictions`` for regression, ``logits`` and ``tag_ids`` for token classification,
+``start_logits`` and ``end_logits`` for question answering). The tokenizer files, the
+backbone config, ``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``.
+Loading needs only TensorFlow::
 
     model = tf.saved_model.load(export_dir)
     outputs = model.signatures["serving_default"](
@@ -89,6 +91,7 @@ def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint
     model_dir, export_dir = Path(model_dir), Path(export_dir)
     task, model, _ = _restore_for_export(model_dir, export_dir, checkpoint)
     asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
+    asset_files.append(model_dir / modeling.PARAMS_FILE)  # The task settings post-processing needs.
     module = ServingModule(model, task, asset_files)
     tf.saved_model.save(
         module, str(export_dir), signatures={"serving_default": module.serve.get_concrete_function()}
