@@ -101,6 +101,19 @@ def test_tfds_style_answer_lists_in_jsonl(tmp_path):
     assert [(a.text, a.start) for a in example.answers] == [("cat", 4), ("the cat", 0)]
 
 
+def test_tfds_squad_records_have_plain_answer_lists():
+    import tensorflow_datasets as tfds
+
+    spec = "tfds:squad/v1.1/validation"
+    with tfds.testing.mock_data(num_examples=3):
+        records = read_records(spec)
+        examples = read(task(), spec, labeled=False)
+    answers = records[0].fields["answers"]
+    assert isinstance(answers["text"], list) and all(type(t) is str for t in answers["text"])
+    assert all(type(start) is int for start in answers["answer_start"])
+    assert [e.id for e in examples] == [r.fields["id"] for r in records] and len(examples) == 3
+
+
 def test_malformed_json_names_file_line_and_column(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"version": "1.1",\n "data": [{"title": "x", "paragraphs": [}]}')

@@ -101,3 +101,72 @@ def test_conll2003_ner_with_minilm(minilm, tmp_path):
     predicted = [r.fields["columns"][1] for r in read_records(str(model_dir / "predictions.conll"))]
     gold = [r.fields["columns"][-1] for r in read_records(str(data / "test.txt"), "conll")]
     assert entity_scores(gold, predicted)["f1"] == pytest.approx(results["f1"], abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def squad_run(minilm, tmp_path_factory):
+    """MiniLM fine-tuned on 2,400 questions of the article split tools/split_squad.py makes."""
+    folder = tmp_path_factory.mktemp("squad")
+    subprocess.run(
+        ["python", str(REPO / "tools" / "split_squad.py"),
+         f"--input={SHARED_DATA / 'squad' / 'dev-v1.1-minus-xquad.json'}", f"--output_dir={folder}",
+         "--num_eval_articles=8"], check=True, capture_output=True,
+    )
+    model_dir = folder / "model"
+    overrides = ",".join([
+        f"task.init_checkpoint={minilm}", f"task.train_data.input_path={folder / 'train.json'}",
+        f"task.validation_data.input_path={folder / 'eval.json'}", "task.train_data.max_examples=2400",
+        "task.validation_data.max_examples=400", "task.max_seq_length=256", "trainer.epochs=1",
+        "trainer.learning_rate=1e-4",
+    ])
+    run_cli("tfft.cli.train", "--config_file=configs/squad/squad_v1.yaml", f"--model_dir={model_dir}",
+            f"--params_override={overrides}")
+    return model_dir
+
+
+def test_squad_with_minilm_answers_every_question(squad_run):
+    results = json.loads((squad_run / "eval_results.json").read_text())
+    assert results["total"] == results["num_examples"] == 400
+    assert results["f1"] > 35 and results["exact_match"] > 20
+    run_cli("tfft.cli.train", f"--model_dir={squad_run}", "--mode=predict")
+    predictions = json.loads((squad_run / "predictions.json").read_text())
+    contexts = {r.fields["id"]: r.fields["context"] for r in _eval_records(squad_run)}
+    assert list(predictions) == list(contexts)
+    assert all(answer and answer in contexts[qid] for qid, answer in predictions.items())
+
+
+def _eval_records(model_dir):
+    from tfft.data.sources import read_records
+
+    return read_records(str(model_dir.parent / "eval.json"), max_examples=400)
+
+
+def test_squad_minilm_exported_to_pytorch_reproduces_exact_match_and_f1(squad_run, tmp_path):
+    """--format=hf: PyTorch logits on tfft's windows give the same EM/F1 after post-processing."""
+    import numpy as np
+    import torch
+    import transformers
+
+    from tfft import modeling
+    from tfft.tasks import get_task
+
+    export_dir = tmp_path / "hf"
+    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={squad_run}", f"--export_dir={export_dir}")
+    model = transformers.AutoModelForQuestionAnswering.from_pretrained(str(export_dir)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(export_dir))
+    config = modeling.load_run_config(squad_run)
+    task = get_task(config.task)
+    features = task.encode(task.read_examples(config.task.validation_data), tokenizer)
+    length = config.task.max_seq_length
+    outputs = np.full((len(features), length, 2), -10000.0, dtype=np.float32)
+    offsets = features.offsets()
+    with torch.no_grad():
+        for row, (start, size) in enumerate(zip(offsets, features.lengths, strict=True)):
+            inputs = {name: torch.tensor(values[start:start + size][None], dtype=torch.long)
+                      for name, values in features.columns.items()}
+            result = model(**inputs)
+            outputs[row, :size, 0], outputs[row, :size, 1] = result.start_logits[0], result.end_logits[0]
+    metrics = task.evaluate(outputs, features)
+    expected = json.loads((squad_run / "eval_results.json").read_text())
+    assert abs(metrics["exact_match"] - expected["exact_match"]) <= 0.25
+    assert abs(metrics["f1"] - expected["f1"]) <= 0.25
