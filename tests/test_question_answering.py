@@ -354,6 +354,27 @@ def test_predict_writes_the_official_prediction_files(qa_run, qa_data):
     assert np.mean([normalize_answer(predictions[q]) == normalize_answer(gold[q]) for q in gold]) > 0.8
 
 
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        ('{"data": [{"paragraphs": [{"context": "x", "qas": [}]}]}',
+         r".*train.json:1:52: invalid JSON \(Expecting value, character 51\); fix the file"),
+        (json.dumps(squad_document([{"id": "a", "question": " ".join(["cat"] * 60), "context": "the dog",
+                                     "answers": [{"text": "dog", "answer_start": 4}]}])),
+         r".*train.json:data\[0\]\.paragraphs\[0\]\.qas\[0\]: question 'a' takes 63 of "
+         r"task.max_seq_length=48 tokens"),
+    ],
+)
+def test_bad_squad_input_stops_tfft_train_with_one_line(tmp_path, tiny_bert, content, pattern):
+    path = tmp_path / "train.json"
+    path.write_text(content)
+    settings = overrides(tiny_bert, (path, path), **{"task.max_query_length": 0})
+    process = run_cli("tfft.cli.train", "--config_file=configs/squad/squad_v1.yaml",
+                      f"--model_dir={tmp_path / 'model'}", "--mode=train", f"--params_override={settings}",
+                      check=False)
+    assert_one_line_error(process, "tfft-train", pattern)
+
+
 def test_jsonl_output_for_question_answering_is_refused(qa_run):
     process = run_cli("tfft.cli.train", f"--model_dir={qa_run}", "--mode=predict",
                       "--output_format=jsonl", check=False)
