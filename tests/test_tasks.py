@@ -64,7 +64,8 @@ def padded_batch(tokenizer, texts, pairs=None) -> dict[str, np.ndarray]:
 
 
 def test_registry_and_defaults():
-    assert set(TASKS) == {"sentence_classification", "sentence_regression", "token_classification"}
+    assert set(TASKS) == {"sentence_classification", "sentence_regression", "token_classification",
+                          "question_answering"}
     task = classification()
     assert isinstance(task, SentenceClassification)
     assert task.main_metric == "accuracy" and task.main_metric_mode == "max"
@@ -82,7 +83,8 @@ def test_unknown_task_type():
     with pytest.raises(
         TfftError,
         match=r"config key 'task\.type' has unknown value 'ner'; "
-        r"choose one of sentence_classification, sentence_regression",
+        r"choose one of question_answering, sentence_classification, sentence_regression, "
+        r"token_classification$",
     ):
         get_task(TaskConfig(type="ner"))
 
