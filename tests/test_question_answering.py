@@ -382,12 +382,18 @@ def test_jsonl_output_for_question_answering_is_refused(qa_run):
                                                  r"'question_answering'; choose one of json")
 
 
-def test_saved_model_returns_start_and_end_logits(qa_run, tmp_path):
+@pytest.fixture(scope="module")
+def qa_export(qa_run, tmp_path_factory):
+    export_dir = tmp_path_factory.mktemp("qa_export") / "1"
+    run_cli("tfft.cli.export", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
+    return export_dir
+
+
+def test_saved_model_returns_start_and_end_logits(qa_run, qa_export):
     import tensorflow as tf
     from test_hf_export import tfft_outputs
 
-    export_dir = tmp_path / "export"
-    run_cli("tfft.cli.export", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
+    export_dir = qa_export
     ours, batch = tfft_outputs(qa_run, [QUESTION, "where ?"], ["the cat is on the film", "in the movie"])
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     outputs = serve(**{name: tf.constant(value) for name, value in batch.items()})
@@ -398,7 +404,7 @@ def test_saved_model_returns_start_and_end_logits(qa_run, tmp_path):
     assert padding.any() and np.all(outputs["start_logits"].numpy()[padding] == -10000.0)
 
 
-def test_answers_from_the_saved_model_reproduce_eval_results(qa_run, tmp_path):
+def test_answers_from_the_saved_model_reproduce_eval_results(qa_run, qa_export):
     """The README's serving recipe: tfft windows and post-processing around the SavedModel."""
     import tensorflow as tf
 
@@ -407,8 +413,7 @@ def test_answers_from_the_saved_model_reproduce_eval_results(qa_run, tmp_path):
     from tfft.data.tokenization import load_tokenizer
     from tfft.tasks import get_task
 
-    export_dir = tmp_path / "export"
-    run_cli("tfft.cli.export", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
+    export_dir = qa_export
     assets = export_dir / "assets"
     config = build_config([str(assets / "params.yaml")])
     qa = get_task(config.task)
