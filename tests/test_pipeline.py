@@ -1,12 +1,21 @@
-"""tf.data pipelines: shuffling, per-batch padding, length grouping, static shapes, order restore."""
+"""tf.data pipelines: shuffling, per-batch padding, length grouping, static shapes, order restore,
+resumable epochs and per-replica splitting."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfft.data.features import Features
-from tfft.data.pipeline import inference_dataset, restore_order, train_dataset
+from tfft.data.pipeline import BatchPlan, InMemorySource, epoch_dataset, inference_dataset, restore_order
+
+
+def train_dataset(features, batch_size, seed, length_grouping=True, static_length=0, epoch=0,
+                  skip=0, context=None, drop_remainder=None):
+    plan = BatchPlan(batch_size, seed, length_grouping, static_length,
+                     bool(static_length) if drop_remainder is None else drop_remainder)
+    return epoch_dataset(InMemorySource(features), plan, epoch, skip, context)
 
 
 def make_features(lengths, labeled: bool = True) -> Features:
@@ -88,9 +97,9 @@ def test_every_example_once_per_epoch_padded_per_batch(grouping):
     features = make_features(random_lengths(203, seed=0))
     dataset = train_dataset(features, batch_size=16, seed=1, length_grouping=grouping)
     assert int(dataset.cardinality()) == 13  # ceil(203 / 16)
-    for _ in range(2):
+    for epoch in range(2):
         seen, batches = [], 0
-        for inputs, labels in dataset:
+        for inputs, labels in train_dataset(features, 16, seed=1, length_grouping=grouping, epoch=epoch):
             assert labels.dtype.is_integer
             seen += check_batch(inputs, labels, features)
             batches += 1
@@ -136,16 +145,47 @@ def test_grouped_batches_are_still_shuffled():
 @pytest.mark.parametrize("grouping", [True, False])
 def test_same_seed_same_order_new_epoch_new_order(grouping):
     features = make_features(random_lengths(300, seed=1))
-    first = train_dataset(features, 8, seed=7, length_grouping=grouping)
-    again = train_dataset(features, 8, seed=7, length_grouping=grouping)
-    other = train_dataset(features, 8, seed=8, length_grouping=grouping)
-    epoch1 = epoch_order(first)
-    assert epoch_order(again) == epoch1
-    assert epoch_order(other) != epoch1
-    epoch2 = epoch_order(first)
+    epoch1 = epoch_order(train_dataset(features, 8, seed=7, length_grouping=grouping))
+    assert epoch_order(train_dataset(features, 8, seed=7, length_grouping=grouping)) == epoch1
+    assert epoch_order(train_dataset(features, 8, seed=8, length_grouping=grouping)) != epoch1
+    epoch2 = epoch_order(train_dataset(features, 8, seed=7, length_grouping=grouping, epoch=1))
     assert epoch2 != epoch1
     assert sorted(epoch2) == sorted(epoch1) == list(range(300))
-    assert epoch_order(again) == epoch2  # the second epoch is reproducible too
+    # An epoch's order depends only on the seed and the epoch number: a restart reproduces it.
+    assert epoch_order(train_dataset(features, 8, seed=7, length_grouping=grouping, epoch=1)) == epoch2
+
+
+@pytest.mark.parametrize("grouping", [True, False])
+def test_resumed_epoch_skips_exactly_the_trained_batches(grouping):
+    features = make_features(random_lengths(203, seed=9))
+    full = [inputs["input_ids"].numpy() for inputs, _ in
+            train_dataset(features, 16, seed=3, length_grouping=grouping, epoch=2)]
+    rest = [inputs["input_ids"].numpy() for inputs, _ in
+            train_dataset(features, 16, seed=3, length_grouping=grouping, epoch=2, skip=5)]
+    assert len(rest) == len(full) - 5
+    for expected, got in zip(full[5:], rest, strict=True):
+        np.testing.assert_array_equal(expected, got)
+
+
+@pytest.mark.parametrize("workers,replicas", [(1, 2), (2, 1), (2, 2)])
+def test_replica_batches_make_up_the_one_device_global_batch(workers, replicas):
+    """Per-replica batches of every worker, in replica order, hold the one-device global batch."""
+    features = make_features(random_lengths(200, seed=4, high=20))
+    global_batch = 8
+    single = [sorted(check_batch(inputs, labels, features)) for inputs, labels in
+              train_dataset(features, global_batch, seed=5, drop_remainder=True)]
+    per_pipeline = []
+    for worker in range(workers):
+        context = tf.distribute.InputContext(workers, worker, workers * replicas)
+        per_pipeline.append([check_batch(inputs, labels, features) for inputs, labels in
+                             train_dataset(features, global_batch, seed=5, context=context,
+                                           drop_remainder=True)])
+    assert all(len(batches) == len(single) * replicas for batches in per_pipeline)
+    for step, expected in enumerate(single):
+        parts = [batch for batches in per_pipeline
+                 for batch in batches[step * replicas:(step + 1) * replicas]]
+        assert all(len(part) == global_batch // (workers * replicas) for part in parts)
+        assert sorted(index for part in parts for index in part) == expected
 
 
 @pytest.mark.parametrize("grouping", [True, False])
@@ -155,9 +195,10 @@ def test_static_length_pads_to_fixed_shape_and_drops_remainder(grouping):
     assert int(dataset.cardinality()) == 45 // 8
     spec = dataset.element_spec[0]["input_ids"]
     assert spec.shape.as_list() == [8, 16]
-    for _ in range(2):
+    for epoch in range(2):
         seen = []
-        for inputs, labels in dataset:
+        for inputs, labels in train_dataset(features, 8, seed=0, length_grouping=grouping,
+                                            static_length=16, epoch=epoch):
             assert all(value.shape == (8, 16) for value in inputs.values())
             seen += check_batch(inputs, labels, features, static_length=16)
         assert len(seen) == 40 and len(set(seen)) == 40

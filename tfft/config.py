@@ -35,11 +35,13 @@ class DataConfig:
     """One split of input data."""
 
     input_path: str = _field(
-        "", doc="File path (.tsv/.csv/.jsonl/.json/.conll, local or gs://) or 'tfds:NAME/SPLIT'."
+        "",
+        doc="File path (.tsv/.csv/.jsonl/.json/.conll, local or gs://), 'tfds:NAME/SPLIT', or "
+        "TFRecord files from tools/create_tfrecords.py (e.g. DIR/train-*.tfrecord).",
     )
     max_examples: int = _field(0, doc="Read at most this many examples (0 = all).")
     format: str = _field(
-        "auto", ("auto", "tsv", "csv", "jsonl", "json", "conll", "tfds"),
+        "auto", ("auto", "tsv", "csv", "jsonl", "json", "conll", "tfds", "tfrecord"),
         "Input format; 'auto' uses the suffix.",
     )
 
@@ -126,6 +128,15 @@ class TrainerConfig:
         -1, doc="-1 trains all layers, 0 the head only, N the top N encoder layers."
     )
     steps_per_execution: int = _field(1, doc="Training steps per tf.function call.")
+    gradient_accumulation_steps: int = _field(
+        1, doc="Batches whose gradients are averaged into one optimizer update (1 = off)."
+    )
+    backup_steps: int = _field(
+        0, doc="Also save resumable state every N batches (0: at epoch ends only; -1: never)."
+    )
+    shuffle_buffer_size: int = _field(
+        100_000, doc="Training examples in the shuffle buffer (the whole split when smaller)."
+    )
     jit_compile: bool = _field(False, doc="Compile the train step with XLA.")
     length_grouping: bool = _field(
         True, doc="Batch examples of similar length together (less padding)."
@@ -143,6 +154,16 @@ class RuntimeConfig:
     strategy: str = _field(
         "default", ("default", "one_device", "mirrored", "multi_worker", "tpu"),
         "tf.distribute strategy.",
+    )
+    devices: list = _field(
+        [], doc="mirrored: the devices to use, e.g. [/gpu:0, /gpu:1] (default: all local GPUs, else "
+        "the logical CPUs of num_cpu_devices)."
+    )
+    num_cpu_devices: int = _field(
+        0, doc="Split the CPU into N logical devices (0 = off), e.g. to run mirrored without GPUs."
+    )
+    deterministic: bool = _field(
+        False, doc="TensorFlow op determinism: two runs with the same seed give identical results."
     )
     tpu: str = _field("", doc="TPU name or grpc:// address for strategy=tpu ('local' on a VM).")
     mixed_precision: str = _field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging as pylogging
 import sys
 
 from absl import flags, logging
@@ -29,6 +30,8 @@ def user_errors(program: str, argv: list[str]):
     Also rejects stray positional arguments (every option is a flag).
     """
     logging.set_verbosity(logging.INFO)
+    # TensorFlow's own INFO lines (e.g. one per checkpoint write) are noise here.
+    pylogging.getLogger("tensorflow").setLevel(pylogging.WARNING)
     try:
         if len(argv) > 1:
             raise TfftError(f"unexpected arguments {argv[1:]}; all options are --flags (see --help)")

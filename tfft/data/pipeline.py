@@ -1,14 +1,27 @@
-"""``tf.data`` pipelines from tokenized :class:`~tfft.data.features.Features`.
+"""``tf.data`` pipelines: training batches per epoch, and inference batches.
 
-Training batches are padded per batch to their longest example; with length
-grouping, examples are shuffled, cut into groups of ``GROUP_BATCHES`` batches,
-sorted by length inside a group and the resulting batches shuffled again, which
-removes most padding while keeping the order random. Static-shape mode (TPUs) pads
-every batch to ``max_seq_length`` and drops the incomplete last batch.
+Training draws every epoch from a :class:`TrainingSource` (tokenized features in
+memory, or TFRecord files) the same way, so that a run can stop anywhere and resume
+exactly:
+
+1. examples are shuffled with a seed made from ``runtime.seed`` and the epoch number,
+   so epoch ``e`` has the same order in every run and after every restart;
+2. with length grouping, they are cut into groups of ``GROUP_BATCHES`` batches, sorted
+   by length inside a group, and the batches shuffled again (seeded the same way),
+   which removes most padding while keeping the order random;
+3. batches of the global batch size are formed (``drop_remainder`` in static-shape
+   mode and with several replicas); a resumed epoch skips the batches already trained;
+4. each global batch is split into per-replica batches: replica ``r`` of worker ``w``
+   gets the same examples as in a one-device run, so any number of devices trains on
+   the same global batches. TFRecord files are instead sharded by worker (file level);
+5. batches are padded to their longest example, or to ``max_seq_length`` in
+   static-shape mode (TPUs).
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import math
 
 import numpy as np
@@ -18,8 +31,6 @@ from tfft.data.features import Features
 
 #: Batches per length-sorted group (as in Hugging Face's LengthGroupedSampler).
 GROUP_BATCHES = 50
-
-
 #: Label of padding positions in per-token labels (ignored by the loss).
 IGNORED_LABEL = -100
 
@@ -32,15 +43,15 @@ def _ragged_slices(features: Features) -> dict[str, tf.RaggedTensor]:
     return {name: _ragged(values, features.lengths) for name, values in features.columns.items()}
 
 
-def _pad_tensor(value, static_length: int, default=0):
+def _pad_tensor(value, static_length: int, default=0, batch_size=None):
     if not isinstance(value, tf.RaggedTensor):
         return value
-    shape = [None, static_length] if static_length else None
+    shape = [batch_size, static_length] if static_length else None
     return value.to_tensor(default_value=default, shape=shape)
 
 
-def _pad(batch: dict, static_length: int) -> dict:
-    return {name: _pad_tensor(value, static_length) for name, value in batch.items()}
+def _pad(batch: dict, static_length: int, batch_size=None) -> dict:
+    return {name: _pad_tensor(value, static_length, 0, batch_size) for name, value in batch.items()}
 
 
 def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
@@ -48,44 +59,139 @@ def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int
     return num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
 
 
-def train_dataset(
-    features: Features,
-    batch_size: int,
-    seed: int,
-    length_grouping: bool = True,
-    static_length: int = 0,
-) -> tf.data.Dataset:
-    """Shuffled, padded ``(inputs, labels)`` batches; reshuffled on every pass.
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: fixed by the run's seed and the epoch number."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How training examples become batches.
+
+    Attributes:
+        global_batch_size: Examples per step over all replicas.
+        seed: The run's seed (``runtime.seed``).
+        length_grouping: Group examples of similar length (dynamic shapes only).
+        static_length: If > 0, pad every batch to this length (TPUs).
+        drop_remainder: Drop the last incomplete batch of an epoch.
+        shuffle_buffer_size: Examples in the shuffle buffer (the whole split when smaller).
+    """
+
+    global_batch_size: int
+    seed: int
+    length_grouping: bool = True
+    static_length: int = 0
+    drop_remainder: bool = False
+    shuffle_buffer_size: int = 100_000
+
+    def steps_per_epoch(self, num_rows: int) -> int:
+        """Global batches per epoch."""
+        return num_batches(num_rows, self.global_batch_size, self.drop_remainder)
+
+
+class TrainingSource(abc.ABC):
+    """Where training examples come from: ``(inputs, label)`` per example, in a fixed order.
+
+    Attributes:
+        num_rows: Model inputs (windows) per epoch.
+        num_examples: Examples they come from (e.g. questions, sentences).
+        repeats: Whether :meth:`examples` is infinite (streams that a worker may exhaust).
+    """
+
+    num_rows: int
+    num_examples: int
+    repeats: bool = False
+
+    @abc.abstractmethod
+    def examples(self, context: tf.distribute.InputContext | None) -> tuple[tf.data.Dataset, bool]:
+        """The examples for this input pipeline, and whether they are already its shard."""
+
+
+class InMemorySource(TrainingSource):
+    """Tokenized :class:`Features` with labels; every worker sees all of them.
 
     Args:
-        features: Tokenized training examples with labels.
-        batch_size: Global batch size.
-        seed: Shuffle seed; the same seed gives the same order of batches.
-        length_grouping: Group examples of similar length (dynamic shapes only).
-        static_length: If > 0, pad to this length and drop the last partial batch.
+        features: The training features.
     """
-    drop_remainder = static_length > 0
-    labels = (
-        _ragged(features.labels, features.lengths) if features.label_per_token else features.labels
-    )
-    dataset = tf.data.Dataset.from_tensor_slices((_ragged_slices(features), labels))
-    dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    grouping = length_grouping and not static_length
+
+    def __init__(self, features: Features):
+        self.features = features
+        self.num_rows = len(features)
+        self.num_examples = features.num_examples
+        self._dataset = None
+
+    def examples(self, context=None) -> tuple[tf.data.Dataset, bool]:  # noqa: D102
+        if self._dataset is None:  # Built once: the data is embedded in the dataset graph.
+            features = self.features
+            labels = (_ragged(features.labels, features.lengths) if features.label_per_token
+                      else features.labels)
+            self._dataset = tf.data.Dataset.from_tensor_slices((_ragged_slices(features), labels))
+        return self._dataset, False
+
+
+def epoch_dataset(
+    source: TrainingSource,
+    plan: BatchPlan,
+    epoch: int,
+    skip: int = 0,
+    context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """The padded ``(inputs, labels)`` batches of one epoch for one input pipeline.
+
+    Args:
+        source: The training examples.
+        plan: Batch size, seed, grouping and padding.
+        epoch: The epoch (0-based), which seeds the order.
+        skip: Global batches of this epoch already trained (resuming).
+        context: The strategy's input context (None: one device, one pipeline). With
+            several replicas, the dataset yields per-replica batches in replica order.
+    """
+    examples, sharded = source.examples(context)
+    seed = epoch_seed(plan.seed, epoch)
+    buffer = max(1, min(source.num_rows, plan.shuffle_buffer_size))
+    dataset = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+    if source.repeats:
+        dataset = dataset.repeat()
+    workers = context.num_input_pipelines if context else 1
+    stream_batch = plan.global_batch_size // workers if sharded else plan.global_batch_size
+    grouping = plan.length_grouping and not plan.static_length
     if grouping:
         dataset = (
-            dataset.ragged_batch(batch_size * GROUP_BATCHES)
+            dataset.ragged_batch(stream_batch * GROUP_BATCHES)
             .map(_sort_group_by_length)
             .unbatch()
         )
-    dataset = dataset.ragged_batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(
-        lambda x, y: (_pad(x, static_length), _pad_tensor(y, static_length, IGNORED_LABEL))
-    )
+    dataset = dataset.ragged_batch(stream_batch, drop_remainder=plan.drop_remainder)
     if grouping:
-        dataset = dataset.shuffle(GROUP_BATCHES, seed=seed + 1, reshuffle_each_iteration=True)
-    steps = num_batches(len(features), batch_size, drop_remainder)
+        dataset = dataset.shuffle(GROUP_BATCHES, seed=seed + 1, reshuffle_each_iteration=False)
+    steps = plan.steps_per_epoch(source.num_rows) - skip
+    dataset = dataset.take(steps + skip).skip(skip)
+    replicas = context.num_replicas_in_sync if context else 1
+    batch_size = plan.global_batch_size // replicas
+    if replicas > 1:
+        dataset = _replica_batches(dataset, context, batch_size, sharded)
+        steps *= replicas // workers
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    fixed = batch_size if plan.drop_remainder else None
+    dataset = dataset.map(
+        lambda x, y: (_pad(x, plan.static_length, fixed),
+                      _pad_tensor(y, plan.static_length, IGNORED_LABEL, fixed))
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _replica_batches(dataset, context, per_replica: int, sharded: bool) -> tf.data.Dataset:
+    """Splits global (or, when sharded, per-worker) batches into this worker's replica batches."""
+    workers = context.num_input_pipelines
+    per_worker = per_replica * (context.num_replicas_in_sync // workers)
+    if workers > 1 and not sharded:  # Every worker holds the global batch: keep its slice.
+        first = context.input_pipeline_id * per_worker
+        dataset = dataset.map(
+            lambda x, y: tf.nest.map_structure(lambda t: t[first:first + per_worker], (x, y))
+        )
+    if per_worker == per_replica:
+        return dataset
+    return dataset.unbatch().ragged_batch(per_replica, drop_remainder=True)
 
 
 def _sort_group_by_length(inputs: dict, labels):
@@ -93,13 +199,28 @@ def _sort_group_by_length(inputs: dict, labels):
     return {name: tf.gather(value, order) for name, value in inputs.items()}, tf.gather(labels, order)
 
 
+def distribute(strategy: tf.distribute.Strategy, dataset_fn):
+    """``dataset_fn(context)`` under ``strategy``: one pipeline per worker, per-replica batches.
+
+    The default (one-device) strategy gets ``dataset_fn(None)`` itself.
+    """
+    if strategy.num_replicas_in_sync == 1 and not isinstance(
+        strategy, (tf.distribute.TPUStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    ):
+        return dataset_fn(None)
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
 def inference_dataset(
-    features: Features, batch_size: int, sort_by_length: bool = True, static_length: int = 0
+    features: Features, batch_size: int, sort_by_length: bool = True, static_length: int = 0,
+    full_batches: bool = False,
 ) -> tuple[tf.data.Dataset, np.ndarray, int]:
     """Unshuffled padded input batches for prediction, and how to undo their order.
 
-    Examples are sorted by length (less padding); in static-shape mode the last
-    batch is filled up with copies of the last example so that every batch is full.
+    Examples are sorted by length (less padding). In static-shape mode, or with
+    ``full_batches`` (several replicas), the last batch is filled up with copies of the
+    last example; their outputs are dropped by :func:`restore_order`, so no example is
+    lost or counted twice.
 
     Returns:
         ``(dataset, order, count)``; pass ``order`` and ``count`` to
@@ -107,11 +228,12 @@ def inference_dataset(
     """
     count = len(features)
     order = np.argsort(features.lengths, kind="stable") if sort_by_length else np.arange(count)
-    if static_length:
+    if static_length or full_batches:
         filler = num_batches(count, batch_size, drop_remainder=False) * batch_size - count
         order = np.concatenate([order, np.full(filler, order[-1])])
     dataset = tf.data.Dataset.from_tensor_slices(_ragged_slices(features.take(order)))
-    dataset = dataset.ragged_batch(batch_size).map(lambda x: _pad(x, static_length))
+    fixed = batch_size if static_length else None
+    dataset = dataset.ragged_batch(batch_size).map(lambda x: _pad(x, static_length, fixed))
     return dataset.prefetch(tf.data.AUTOTUNE), order, count
 
 

@@ -61,6 +61,8 @@ class Task(abc.ABC):
     uses_pooler: ClassVar[bool] = True
     #: ``--output_format`` values of predict mode; the first is the default.
     output_formats: ClassVar[tuple[str, ...]] = ("jsonl",)
+    #: The (frozen) dataclass :meth:`read_examples` returns.
+    example_type: ClassVar[type]
 
     def __init__(self, config: TaskConfig):
         self.config = config
@@ -91,6 +93,18 @@ class Task(abc.ABC):
 
     def prepare(self, train_examples: list[Any]) -> None:  # noqa: B027 - optional hook.
         """Settles what depends on the training data (e.g. a tag list) before the config is saved."""
+
+    def adopt_label_names(self, names: list[str], source: str) -> None:
+        """Checks the class names that pre-tokenized data (TFRecord files) was written with.
+
+        Raises:
+            TfftError: if they differ from this task's.
+        """
+        if list(names) != self.label_names:
+            raise TfftError(
+                f"'{source}' was written with labels {list(names)} but the config gives "
+                f"{self.label_names}; use the same task.label_list or recreate the files"
+            )
 
     @abc.abstractmethod
     def encode(self, examples: list[Any], tokenizer) -> Features:

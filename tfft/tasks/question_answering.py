@@ -130,6 +130,7 @@ class QuestionAnswering(Task):
     )
     uses_pooler = False
     output_formats = ("json",)
+    example_type = QuestionExample
 
     def __init__(self, config: TaskConfig):
         super().__init__(config)

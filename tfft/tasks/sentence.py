@@ -29,6 +29,7 @@ class SentenceTask(Task):
 
     #: Width of the head's output.
     num_outputs: int
+    example_type = SentenceExample
 
     def __init__(self, config: TaskConfig):
         super().__init__(config)

@@ -50,6 +50,7 @@ class TokenClassification(Task):
     metric_names = ("loss", "f1", "precision", "recall", "accuracy")
     uses_pooler = False
     output_formats = ("jsonl", "conll")
+    example_type = TokenExample
 
     @property
     def label_names(self) -> list[str]:
@@ -154,6 +155,13 @@ class TokenClassification(Task):
                 "'%s' at token %d; check the scheme or the data",
                 len(broken), self.config.tag_scheme, example.where, example.tags[index], index + 1,
             )
+
+    def adopt_label_names(self, names: list[str], source: str) -> None:
+        """Takes the tag list of pre-tokenized data when the config has none."""
+        if not self.config.label_list:
+            self.config.label_list = list(names)
+            self.config.num_labels = len(names)
+        super().adopt_label_names(names, source)
 
     def encode(self, examples: list[TokenExample], tokenizer) -> Features:
         """Sub-word features, one window per ``max_seq_length`` slice of each sentence."""

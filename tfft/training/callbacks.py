@@ -1,8 +1,16 @@
-"""Keras callbacks: TensorBoard scalars, throughput, per-epoch validation."""
+"""Keras callbacks: TensorBoard scalars, validation, checkpoints, backups and loss checks.
+
+Training runs one ``model.fit`` call per epoch (a resumed epoch starts after the batches
+already trained), so the callbacks keep their own state across calls; the state that
+must survive a restart (best metric, patience) is saved in every backup.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +20,36 @@ import tensorflow as tf
 
 from tfft import evaluation
 from tfft.data.features import Features
+from tfft.errors import TfftError
 from tfft.tasks import Task
+from tfft.training.backup import Backup, TrainingState
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where the current ``fit`` call starts, shared by the callbacks.
+
+    Attributes:
+        epoch: The epoch being trained (0-based).
+        first_batch: Batches of that epoch trained before this ``fit`` call (resuming).
+        batches_per_epoch: Global batches per epoch.
+        epochs: Epochs of the run.
+        accumulation: Batches per optimizer update (gradient accumulation).
+    """
+
+    epoch: int = 0
+    first_batch: int = 0
+    batches_per_epoch: int = 0
+    epochs: int = 1
+    accumulation: int = 1
+
+    def batches_done(self, batch: int) -> int:
+        """Batches of the epoch trained once the ``fit`` call's batch ``batch`` has run."""
+        return min(self.first_batch + batch + 1, self.batches_per_epoch)
+
+    def global_batch(self, batch: int) -> int:
+        """Batches trained since the start of training."""
+        return self.epoch * self.batches_per_epoch + self.batches_done(batch)
 
 
 def current_learning_rate(model: keras.Model) -> float:
@@ -20,28 +57,39 @@ def current_learning_rate(model: keras.Model) -> float:
     return float(np.asarray(model.optimizer.learning_rate))
 
 
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """Writes ``model``'s weights to ``path`` through a temporary file and a rename."""
+    temporary = path.with_name(f".tmp-{path.name}")
+    model.save_weights(str(temporary))
+    os.replace(temporary, path)
+
+
 class TrainingScalars(keras.callbacks.Callback):
-    """Writes training scalars to TensorBoard and measures throughput.
+    """Writes training scalars to TensorBoard, logs progress and measures throughput.
 
     ``loss``, ``learning_rate``, the streaming metrics and ``examples_per_second`` go to
-    ``logs/train`` every ``every_steps`` steps and at each epoch end.
-
-    The first step of training (tracing and compilation) is left out of the throughput.
+    ``logs/train`` every ``every_steps`` optimizer steps and at each epoch end.
+    The first batch of the run (tracing and compilation) is left out of the throughput.
 
     Args:
-        log_dir: Directory for the event files (``model_dir/logs/train``).
-        global_batch_size: Examples per step over all replicas.
-        examples_per_epoch: Training examples per epoch (the last batch may be short).
-        every_steps: Logging interval in steps.
+        log_dir: Directory for the event files (``model_dir/logs/train``), or None to
+            write none (non-chief workers).
+        progress: The shared :class:`Progress`.
+        global_batch_size: Examples per batch over all replicas.
+        examples_per_epoch: Training rows per epoch (the last batch may be short).
+        every_steps: Logging interval in optimizer steps.
+        epochs: Epochs of the run (for log lines).
     """
 
-    def __init__(self, log_dir: Path, global_batch_size: int, examples_per_epoch: int,
-                 every_steps: int):
+    def __init__(self, log_dir: Path | None, progress: Progress, global_batch_size: int,
+                 examples_per_epoch: int, every_steps: int, epochs: int):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+        self.progress = progress
         self.global_batch_size = global_batch_size
         self.examples_per_epoch = examples_per_epoch
         self.every_steps = max(every_steps, 1)
+        self.epochs = epochs
         self.total_examples = 0
         self.total_seconds = 0.0
         self._epoch_start_step = 0
@@ -51,7 +99,7 @@ class TrainingScalars(keras.callbacks.Callback):
 
     @property
     def examples_per_second(self) -> float:
-        """Training throughput over the whole run, excluding the first step."""
+        """Training throughput over the whole run, excluding the first batch."""
         return self.total_examples / self.total_seconds if self.total_seconds else 0.0
 
     def _step(self) -> int:
@@ -59,16 +107,19 @@ class TrainingScalars(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):  # noqa: D102
         self._epoch_start_step = self._step()
-        self._mark_examples = 0
+        self._mark_examples = self._seen(self.progress.first_batch)
         if self._mark_time is not None:  # Leave the last epoch's validation out.
             self._mark_time = time.perf_counter()
 
+    def _seen(self, batches: int) -> int:
+        return min(batches * self.global_batch_size, self.examples_per_epoch)
+
     def on_train_batch_end(self, batch, logs=None):  # noqa: D102
-        step = self._epoch_start_step + batch + 1  # No device read-back on every step.
-        seen = min((step - self._epoch_start_step) * self.global_batch_size,
-                   self.examples_per_epoch)
-        now = time.perf_counter()
-        if self._mark_time is None:  # The first step traces the graph: start timing after it.
+        # The step from the batch index: no device read-back on every batch.
+        batches = self.progress.batches_done(batch)
+        step = self._epoch_start_step + (batch + 1) // self.progress.accumulation
+        seen, now = self._seen(batches), time.perf_counter()
+        if self._mark_time is None:  # The first batch traces the graph: start timing after it.
             self._mark_time, self._mark_examples = now, seen
             return
         self.total_examples += seen - self._mark_examples
@@ -77,15 +128,19 @@ class TrainingScalars(keras.callbacks.Callback):
         self._mark_time, self._mark_examples = now, seen
         if step - self._last_logged_step >= self.every_steps:
             self._write(step, logs, window)
-            logging.info("step %d: loss %.4f, %.1f examples/s", step, logs.get("loss", np.nan),
-                         window)
+            logging.info("epoch %d/%d, step %d: loss %.4f, %.1f examples/s", self.progress.epoch + 1,
+                         self.epochs, step, float(logs.get("loss", np.nan)), window)
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
-        self._write(self._step(), {k: v for k, v in logs.items() if not k.startswith("val_")},
-                    self.examples_per_second)
+        train_logs = {k: float(v) for k, v in logs.items() if not k.startswith("val_")}
+        self._write(self._step(), train_logs, self.examples_per_second)
+        logging.info("epoch %d/%d done: %s", epoch + 1, self.epochs,
+                     ", ".join(f"{k} {v:.4f}" for k, v in train_logs.items()))
 
     def _write(self, step, logs, examples_per_second):
         self._last_logged_step = step
+        if self.writer is None:
+            return
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
                 tf.summary.scalar(name, float(value))
@@ -94,43 +149,182 @@ class TrainingScalars(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class NonFiniteLoss(keras.callbacks.Callback):
+    """Stops training with a :class:`TfftError` naming the step where the loss became NaN/Inf.
+
+    Keras' training loss is the epoch's running mean, so it turns non-finite at the
+    first batch whose loss is.
+
+    Args:
+        progress: The shared :class:`Progress`.
+    """
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    def on_train_batch_end(self, batch, logs=None):  # noqa: D102
+        loss = float(logs["loss"])
+        if not math.isfinite(loss):
+            raise TfftError(
+                f"training loss became {loss} at batch {self.progress.global_batch(batch)} "
+                f"(epoch {self.progress.epoch + 1}, batch {self.progress.batches_done(batch)} of it); "
+                "lower trainer.learning_rate, check the training labels, or train with "
+                "runtime.mixed_precision=float32"
+            )
+
+
 class Validation(keras.callbacks.Callback):
     """Evaluates on the whole validation split after every epoch.
 
     Metrics go to ``logs/validation`` and into Keras' epoch logs as ``val_<name>``,
-    where checkpointing and early stopping callbacks listed after this one see them.
+    where the callbacks listed after this one see them.
 
     Args:
         task: The task (its metrics).
         features: Validation features with labels.
         batch_size: Global evaluation batch size.
-        log_dir: ``model_dir/logs/validation``.
+        log_dir: ``model_dir/logs/validation``, or None to write no event files.
         static_length: Static-shape padding length (0 = dynamic).
+        full_batches: Fill the last batch (several replicas).
+        inference_model: Returns the model to predict with, given the training model
+            (default: the training model itself).
     """
 
-    def __init__(self, task: Task, features: Features, batch_size: int, log_dir: Path,
-                 static_length: int = 0):
+    def __init__(self, task: Task, features: Features, batch_size: int, log_dir: Path | None,
+                 static_length: int = 0, full_batches: bool = False, inference_model=None):
         super().__init__()
         self.task = task
         self.features = features
         self.batch_size = batch_size
         self.static_length = static_length
-        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.full_batches = full_batches
+        self.inference_model = inference_model or (lambda model: model)
+        self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.seconds = 0.0
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
         start = time.perf_counter()
         metrics, _ = evaluation.evaluate(
-            self.task, self.model, self.features, self.batch_size, self.static_length
+            self.task, self.inference_model(self.model), self.features, self.batch_size,
+            self.static_length, self.full_batches,
         )
         self.seconds += time.perf_counter() - start
-        step = int(self.model.optimizer.iterations.numpy())
-        with self.writer.as_default(step=step):
-            for name, value in metrics.items():
-                if name != "num_examples":
-                    tf.summary.scalar(name, value)
-        self.writer.flush()
+        if self.writer is not None:
+            with self.writer.as_default(step=int(self.model.optimizer.iterations.numpy())):
+                for name, value in metrics.items():
+                    if name != "num_examples":
+                        tf.summary.scalar(name, value)
+            self.writer.flush()
         logging.info("epoch %d validation: %s", epoch + 1,
                      ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in metrics.items() if k != "num_examples"})
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keeps the weights with the best validation metric; optionally stops early.
+
+    Like Keras' ``ModelCheckpoint(save_best_only=True)`` plus ``EarlyStopping(
+    restore_best_weights=True)``, with state that survives restarts (:meth:`state`).
+
+    Args:
+        monitor: The epoch-log key, e.g. ``val_accuracy``.
+        mode: ``max`` or ``min``.
+        path: Where the best weights go (``checkpoints/best.weights.h5``), or None
+            for processes that write no files (they keep the best weights in memory).
+        patience: Epochs without improvement before stopping (0 = never stop).
+    """
+
+    def __init__(self, monitor: str, mode: str, path: Path | None, patience: int = 0):
+        super().__init__()
+        self.monitor, self.mode, self.path, self.patience = monitor, mode, path, patience
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.wait = 0
+        self._best_weights = None
+
+    def state(self) -> dict:
+        """What a backup keeps."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def load_state(self, state: dict) -> None:
+        """Restores :meth:`state` from a backup."""
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: D102
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.path is not None:
+                save_weights_atomically(self.model, self.path)
+            elif self.patience:
+                self._best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.patience and self.wait >= self.patience:
+            logging.info("early stopping after epoch %d: %s did not improve on %.4f (epoch %d) "
+                         "for %d epochs; restoring the best weights", epoch + 1, self.monitor,
+                         self.best, self.best_epoch + 1, self.wait)
+            if self.path is not None:
+                self.model.load_weights(str(self.path))
+            else:
+                self.model.set_weights(self._best_weights)
+            self.model.stop_training = True
+
+
+class LatestWeights(keras.callbacks.Callback):
+    """Saves ``checkpoints/latest.weights.h5`` at every epoch end.
+
+    Args:
+        path: The file to write.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: D102
+        save_weights_atomically(self.model, self.path)
+
+
+class Backups(keras.callbacks.Callback):
+    """Writes a :class:`~tfft.training.backup.Backup` every ``every`` batches and at epoch ends.
+
+    No backup follows the last epoch: training is over then.
+
+    Args:
+        backup: Where and what to save.
+        progress: The shared :class:`Progress`.
+        every: Batch interval (0: epoch ends only); with ``steps_per_execution`` > 1 the
+            backup follows the first execution that reaches the next multiple.
+        best: The best-checkpoint callback whose state is saved too (or None).
+    """
+
+    def __init__(self, backup: Backup, progress: Progress, every: int, best: BestCheckpoint | None):
+        super().__init__()
+        self.backup, self.progress, self.every, self.best = backup, progress, every, best
+        self._last_done = 0
+
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: D102
+        self._last_done = self.progress.first_batch
+
+    def on_train_batch_end(self, batch, logs=None):  # noqa: D102
+        done, before = self.progress.batches_done(batch), self._last_done
+        self._last_done = done
+        crossed = self.every > 0 and done // self.every > before // self.every
+        if crossed and done < self.progress.batches_per_epoch:
+            self._save(self.progress.epoch, done)
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: D102
+        if epoch + 1 < self.progress.epochs and not self.model.stop_training:
+            self._save(epoch + 1, 0)
+
+    def _save(self, epoch: int, batches: int) -> None:
+        state = TrainingState(epoch, batches, self.best.state() if self.best else {})
+        self.backup.save(state, epoch * self.progress.batches_per_epoch + batches)

@@ -7,36 +7,73 @@ Outputs in ``model_dir`` (see :mod:`tfft.modeling` for the model files):
 - ``eval_results.json``: the task's validation metrics for the final weights, computed
   in float32 like the exported model (per-epoch validation uses the training precision);
 - ``predictions.jsonl`` (or ``.conll``, or the task's own files such as SQuAD's
-  ``predictions.json``): one prediction per input example (``predict`` mode).
+  ``predictions.json``): one prediction per input example (``predict`` mode);
+- ``backup/``: resumable state while training runs (:mod:`tfft.training.backup`); a
+  rerun of the same command after a crash or preemption continues from it.
+
+Under a multi-worker strategy only the chief writes these; every other worker writes
+its ``train_results.json`` and ``eval_results.json`` to ``model_dir/workers/<name>/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from tfft import evaluation, modeling
-from tfft.config import ExperimentConfig, save_yaml
+from tfft.config import ExperimentConfig, save_yaml, to_dict
+from tfft.data import tfrecords
 from tfft.data.features import Features
-from tfft.data.pipeline import train_dataset
+from tfft.data.pipeline import BatchPlan, InMemorySource, TrainingSource, distribute, epoch_dataset
 from tfft.errors import TfftError
 from tfft.tasks import Task, get_task
-from tfft.training.callbacks import TrainingScalars, Validation
+from tfft.training.backup import Backup, TrainingState
+from tfft.training.callbacks import (
+    Backups,
+    BestCheckpoint,
+    LatestWeights,
+    NonFiniteLoss,
+    Progress,
+    TrainingScalars,
+    Validation,
+    save_weights_atomically,
+)
 from tfft.training.optimizer import create_optimizer
-from tfft.training.strategy import create_strategy, set_precision
+from tfft.training.strategy import configure_runtime, create_strategy, set_precision, worker_of
 
 MODES = ("train", "eval", "train_and_eval", "predict")
 #: ``--output_format`` values for predictions (each task writes some of them).
 OUTPUT_FORMATS = ("jsonl", "conll", "json")
+WORKERS_DIR = "workers"
 
 
 def write_json(path: Path, value) -> None:
     """Writes ``value`` as indented JSON."""
     path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+class _LocalCopy:
+    """A model outside the strategy holding the training model's weights.
+
+    Multi-worker strategies shard prediction across workers; evaluating a local copy
+    on every worker instead gives each the whole split (and the same metrics).
+    """
+
+    def __init__(self, build):
+        self.build = build
+        self.model = None
+
+    def __call__(self, model: keras.Model) -> keras.Model:
+        if self.model is None:
+            self.model = self.build()
+        self.model.set_weights(model.get_weights())
+        return self.model
 
 
 class Experiment:
@@ -50,16 +87,28 @@ class Experiment:
     def __init__(self, config: ExperimentConfig, model_dir: str | Path):
         self.config = config
         self.model_dir = Path(model_dir)
-        self.model_dir.mkdir(parents=True, exist_ok=True)
+        _check_trainer(config)
+        configure_runtime(config.runtime)
         keras.utils.set_random_seed(config.runtime.seed)
         self.task: Task = get_task(config.task)
         self.strategy = create_strategy(config.runtime)
+        self.worker = worker_of(self.strategy)
         self.replicas = self.strategy.num_replicas_in_sync
+        self.output_dir = self.model_dir
+        if not self.worker.is_chief:
+            self.output_dir = self.model_dir / WORKERS_DIR / self.worker.name
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def on_tpu(self) -> bool:
+        """Whether the strategy runs on TPUs (which need static shapes)."""
+        return isinstance(self.strategy, tf.distribute.TPUStrategy)
 
     @property
     def static_length(self) -> int:
-        """Fixed padding length in static-shape mode, else 0."""
-        return self.config.task.max_seq_length if self.config.trainer.static_shapes else 0
+        """Fixed padding length in static-shape mode (``trainer.static_shapes`` or TPUs), else 0."""
+        static = self.config.trainer.static_shapes or self.on_tpu
+        return self.config.task.max_seq_length if static else 0
 
     @property
     def inference_length(self) -> int:
@@ -70,6 +119,10 @@ class Experiment:
     def eval_batch_size(self) -> int:
         """Global evaluation batch size."""
         return self.config.trainer.eval_batch_size * self.replicas
+
+    def _model_scope(self):
+        """Where inference models are built: the strategy, or locally under multi-worker."""
+        return contextlib.nullcontext() if self.worker.multi_worker else self.strategy.scope()
 
     def run(self, mode: str, checkpoint: str = "", output_format: str = "") -> dict:
         """Runs ``mode`` and returns its results (metrics, or prediction count).
@@ -83,97 +136,172 @@ class Experiment:
             raise TfftError(f"--mode has unknown value '{mode}'; choose one of {', '.join(MODES)}")
         if mode in ("train", "train_and_eval"):
             return self.train(with_validation=mode == "train_and_eval")
-        model, tokenizer, weights = self._restore(checkpoint)
+        with self._model_scope():
+            model, tokenizer, weights = modeling.restore_task_model(self.model_dir, self.task, checkpoint)
         if mode == "eval":
-            features = self._features("validation_data", tokenizer)
-            return self._final_evaluation(model, features, weights)
+            return self._final_evaluation(model, self._validation_features(tokenizer), weights)
         return self.predict(model, tokenizer, output_format)
+
+    # --- data --------------------------------------------------------------------------
 
     def _read(self, split: str, labeled: bool = True) -> list:
         data = getattr(self.config.task, split)
         if not data.input_path:
             raise TfftError(f"task.{split}.input_path is empty; set it to a file or tfds:NAME/SPLIT")
+        if tfrecords.is_tfrecord_path(data.input_path, data.format):
+            raise TfftError(
+                f"task.{split}.input_path '{data.input_path}' is TFRecord, which holds no text; "
+                "use the text file or TFDS split it was made from"
+            )
         examples = self.task.read_examples(data, labeled=labeled)
         logging.info("read %d examples from %s", len(examples), data.input_path)
         return examples
 
-    def _features(self, split: str, tokenizer) -> Features:
-        return self.task.encode(self._read(split), tokenizer)
+    def _tfrecord_split(self, split: str) -> tfrecords.TFRecordSplit | None:
+        """The TFRecord files of ``task.<split>``, checked against the config (None: not TFRecord)."""
+        data = getattr(self.config.task, split)
+        if not tfrecords.is_tfrecord_path(data.input_path, data.format):
+            return None
+        if data.max_examples:
+            raise TfftError(
+                f"task.{split}.max_examples does not apply to TFRecord input; write fewer examples "
+                "with tools/create_tfrecords.py (task.*_data.max_examples there)"
+            )
+        files = tfrecords.open_split(data.input_path)
+        written = files.metadata
+        if written["task"] != self.task.name:
+            raise TfftError(
+                f"'{data.input_path}' holds {written['task']} data but task.type is {self.task.name}; "
+                "point the input at files made for this task"
+            )
+        if files.max_seq_length != self.config.task.max_seq_length:
+            raise TfftError(
+                f"'{data.input_path}' was written with max_seq_length {files.max_seq_length} but "
+                f"task.max_seq_length is {self.config.task.max_seq_length}; set it to "
+                f"{files.max_seq_length} or recreate the files"
+            )
+        self.task.adopt_label_names(written["label_names"], data.input_path)
+        return files
 
-    def _restore(self, checkpoint: str):
-        with self.strategy.scope():
-            return modeling.restore_task_model(self.model_dir, self.task, checkpoint)
+    def _training_source(self) -> tuple[TrainingSource, object, object]:
+        """Reads (or opens) the training data; settles the labels; saves params.yaml.
+
+        Returns:
+            ``(source, pretrained checkpoint, tokenizer)``.
+        """
+        files = self._tfrecord_split("train_data")
+        examples = None
+        if files is None:
+            examples = self._read("train_data")
+            self.task.prepare(examples)
+        if self.worker.is_chief:
+            save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
+        checkpoint, tokenizer = modeling.load_pretrained(self.task)
+        if files is not None:
+            logging.info("training from %d TFRecord files (%d rows)", len(files.files), files.info["rows"])
+            return tfrecords.TFRecordSource(files), checkpoint, tokenizer
+        return InMemorySource(self.task.encode(examples, tokenizer)), checkpoint, tokenizer
+
+    def _validation_features(self, tokenizer) -> Features:
+        files = self._tfrecord_split("validation_data")
+        if files is not None:
+            return tfrecords.read_features(files, self.task.example_type)
+        return self.task.encode(self._read("validation_data"), tokenizer)
+
+    def _batch_plan(self, source: TrainingSource) -> BatchPlan:
+        trainer = self.config.trainer
+        static = self.static_length
+        if isinstance(source, tfrecords.TFRecordSource):
+            static = source.split.max_seq_length  # Fixed-length records: TPU-style batches.
+        return BatchPlan(
+            global_batch_size=trainer.train_batch_size * self.replicas,
+            seed=self.config.runtime.seed,
+            length_grouping=trainer.length_grouping,
+            static_length=static,
+            drop_remainder=bool(static) or self.replicas > 1,
+            shuffle_buffer_size=trainer.shuffle_buffer_size,
+        )
+
+    # --- training ----------------------------------------------------------------------
 
     def train(self, with_validation: bool) -> dict:
-        """Fine-tunes from ``task.init_checkpoint``; evaluates after each epoch if asked."""
+        """Fine-tunes from ``task.init_checkpoint`` (or resumes); evaluates after each epoch if asked."""
         trainer = self.config.trainer
         if trainer.early_stopping_patience and not with_validation:
             raise TfftError(
                 "trainer.early_stopping_patience needs validation data: use --mode=train_and_eval"
             )
-        train_examples = self._read("train_data")
-        self.task.prepare(train_examples)
-        save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
-        checkpoint, tokenizer = modeling.load_pretrained(self.task)
-        train_features = self.task.encode(train_examples, tokenizer)
-        validation_features = self._features("validation_data", tokenizer) if with_validation else None
-        global_batch = trainer.train_batch_size * self.replicas
-        dataset = train_dataset(
-            train_features, global_batch, self.config.runtime.seed,
-            trainer.length_grouping, self.static_length,
-        )
-        steps_per_epoch = int(dataset.cardinality())
+        source, checkpoint, tokenizer = self._training_source()
+        validation_features = self._validation_features(tokenizer) if with_validation else None
+        plan = self._batch_plan(source)
+        steps_per_epoch = plan.steps_per_epoch(source.num_rows)
         if steps_per_epoch < 1:
             raise TfftError(
-                f"{len(train_features)} training examples make no full batch of {global_batch}; "
+                f"{source.num_rows} training examples make no full batch of {plan.global_batch_size}; "
                 "lower trainer.train_batch_size or add data"
             )
-        model, backbone = self._compiled_model(checkpoint, steps_per_epoch * trainer.epochs)
-        modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
-        scalars = TrainingScalars(
-            self.model_dir / "logs" / "train", global_batch, len(train_features),
-            trainer.log_every_steps,
+        accumulation = trainer.gradient_accumulation_steps
+        if steps_per_epoch % accumulation:
+            logging.warning("%d batches per epoch are not a multiple of trainer.gradient_accumulation_"
+                            "steps=%d: updates straddle epoch ends", steps_per_epoch, accumulation)
+        model, backbone = self._compiled_model(checkpoint, steps_per_epoch * trainer.epochs // accumulation)
+        if self.worker.is_chief:
+            modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
+        progress = Progress(batches_per_epoch=steps_per_epoch, epochs=trainer.epochs,
+                            accumulation=accumulation)
+        backup = Backup(self.model_dir, model, to_dict(self.config), writer=self.worker.is_chief)
+        state = (backup.restore() if trainer.backup_steps >= 0 else None) or TrainingState()
+        callbacks, scalars, validation = self._callbacks(
+            progress, backup, state, source, validation_features, backbone
         )
-        validation = None
-        if validation_features is not None:
-            validation = Validation(
-                self.task, validation_features, self.eval_batch_size,
-                self.model_dir / "logs" / "validation", self.inference_length,
+        logging.info("training %d steps (%d epochs of %d batches, global batch %d on %d replicas)",
+                     steps_per_epoch * trainer.epochs // accumulation, trainer.epochs, steps_per_epoch,
+                     plan.global_batch_size, self.replicas)
+        start, batches_run, loss, epoch = time.perf_counter(), 0, float("nan"), state.epoch
+        for epoch in range(state.epoch, trainer.epochs):
+            skip = state.batches if epoch == state.epoch else 0
+            progress.epoch, progress.first_batch = epoch, skip
+            dataset = distribute(
+                self.strategy, lambda context, e=epoch, s=skip: epoch_dataset(source, plan, e, s, context)
             )
-        # Validation first: the callbacks after it read its val_* metrics.
-        callbacks = [validation] if validation else []
-        callbacks += self._checkpoint_callbacks(bool(validation)) + [scalars]
-        logging.info("training %d steps (%d epochs of %d, global batch %d on %d replicas)",
-                     steps_per_epoch * trainer.epochs, trainer.epochs, steps_per_epoch,
-                     global_batch, self.replicas)
-        start = time.perf_counter()
-        history = model.fit(
-            dataset, epochs=trainer.epochs, callbacks=callbacks, shuffle=False, verbose=2
-        )
+            history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, shuffle=False,
+                                steps_per_epoch=steps_per_epoch - skip, callbacks=callbacks, verbose=0)
+            batches_run += steps_per_epoch - skip
+            loss = float(history.history["loss"][-1])
+            if model.stop_training:
+                break
         train_seconds = time.perf_counter() - start - (validation.seconds if validation else 0.0)
-        model.save_weights(str(self._checkpoint_file("final")))
+        if self.worker.is_chief:
+            save_weights_atomically(model, self._checkpoint_file("final"))
+        backup.remove()
+        examples_trained = source.num_examples * batches_run / steps_per_epoch
         results = {
             "steps": int(model.optimizer.iterations.numpy()),
-            "epochs": len(history.epoch),
-            "train_examples": train_features.num_examples,
+            "epochs": epoch + 1,
+            "train_examples": source.num_examples,
             # Whole fit() time without validation, tracing and first step included.
             "train_seconds": train_seconds,
-            "examples_per_second": train_features.num_examples * len(history.epoch) / train_seconds,
+            "examples_per_second": examples_trained / train_seconds,
             # The same after the first step (compilation) only.
             "steady_examples_per_second": scalars.examples_per_second,
-            "loss": float(history.history["loss"][-1]),
+            "loss": loss,
         }
-        write_json(self.model_dir / "train_results.json", results)
+        if state.epoch or state.batches:
+            results["resumed_from"] = {"epoch": state.epoch + 1, "batches": state.batches}
+        write_json(self.output_dir / "train_results.json", results)
         # Evaluation, prediction and export run in float32, so eval_results.json holds
         # exactly what the exported model computes.
         set_precision("float32")
         if with_validation:
-            model, _, weights = self._restore("final")
-            return self._final_evaluation(model, validation_features, weights)
+            final = self._inference_copy(backbone.hf_config)(model)
+            return self._final_evaluation(final, validation_features, self._checkpoint_file("final"))
         return results
 
     def _compiled_model(self, checkpoint, total_steps: int):
-        """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope."""
+        """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope.
+
+        The optimizer is built too, so that a backup can be restored into it.
+        """
         trainer = self.config.trainer
         set_precision(self.config.runtime.mixed_precision)
         with self.strategy.scope():
@@ -187,38 +315,61 @@ class Experiment:
                 steps_per_execution=trainer.steps_per_execution,
                 jit_compile=trainer.jit_compile,
             )
+            model.optimizer.build(model.trainable_variables)
         return model, backbone
+
+    def _inference_copy(self, hf_config: dict) -> _LocalCopy:
+        """Builds (on first use) a model of the current precision to predict with."""
+
+        def build():
+            with self._model_scope():
+                return modeling.build_task_model(self.task, hf_config)[0]
+
+        return _LocalCopy(build)
+
+    def _callbacks(self, progress: Progress, backup: Backup, state: TrainingState,
+                   source: TrainingSource, validation_features: Features | None, backbone):
+        """The callback list (validation first: later ones read its ``val_*`` metrics)."""
+        trainer, chief = self.config.trainer, self.worker.is_chief
+        logs = (lambda name: self.model_dir / "logs" / name) if chief else (lambda name: None)
+        scalars = TrainingScalars(logs("train"), progress, trainer.train_batch_size * self.replicas,
+                                  source.num_rows, trainer.log_every_steps, trainer.epochs)
+        callbacks: list = [NonFiniteLoss(progress)]
+        validation = best = None
+        if validation_features is not None:
+            local = self._inference_copy(backbone.hf_config) if self.worker.multi_worker else None
+            validation = Validation(
+                self.task, validation_features, self.eval_batch_size, logs("validation"),
+                self.inference_length, self.replicas > 1 and not local, local,
+            )
+            best = BestCheckpoint(
+                f"val_{self.task.main_metric}", self.task.main_metric_mode,
+                self._checkpoint_file("best") if chief else None, trainer.early_stopping_patience,
+            )
+            if state.callbacks:
+                best.load_state(state.callbacks)
+            callbacks += [validation, best]
+        if chief:
+            callbacks.append(LatestWeights(self._checkpoint_file("latest")))
+        if trainer.backup_steps >= 0:
+            callbacks.append(Backups(backup, progress, trainer.backup_steps, best))
+        return callbacks + [scalars], scalars, validation
 
     def _checkpoint_file(self, name: str) -> Path:
         folder = self.model_dir / modeling.CHECKPOINTS_DIR
-        folder.mkdir(exist_ok=True)
+        if self.worker.is_chief:
+            folder.mkdir(exist_ok=True)
         return folder / f"{name}.weights.h5"
 
-    def _checkpoint_callbacks(self, validated: bool) -> list:
-        """Latest weights every epoch; with validation, best weights and early stopping."""
-        callbacks = [keras.callbacks.ModelCheckpoint(
-            str(self._checkpoint_file("latest")), save_weights_only=True
-        )]
-        if not validated:
-            return callbacks
-        monitor, mode = f"val_{self.task.main_metric}", self.task.main_metric_mode
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(self._checkpoint_file("best")), monitor=monitor, mode=mode,
-            save_best_only=True, save_weights_only=True,
-        ))
-        if self.config.trainer.early_stopping_patience:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=self.config.trainer.early_stopping_patience,
-                restore_best_weights=True, verbose=1,
-            ))
-        return callbacks
+    # --- evaluation and prediction -------------------------------------------------------
 
     def _final_evaluation(self, model, features: Features, weights: Path) -> dict:
         metrics, _ = evaluation.evaluate(
-            self.task, model, features, self.eval_batch_size, self.inference_length
+            self.task, model, features, self.eval_batch_size, self.inference_length,
+            full_batches=self.replicas > 1 and not self.worker.multi_worker,
         )
         metrics["checkpoint"] = str(weights)
-        write_json(self.model_dir / "eval_results.json", metrics)
+        write_json(self.output_dir / "eval_results.json", metrics)
         logging.info("eval results: %s", metrics)
         return metrics
 
@@ -230,8 +381,21 @@ class Experiment:
         split = "predict_data" if self.config.task.predict_data.input_path else "validation_data"
         examples = self._read(split, labeled=False)
         features = self.task.encode(examples, tokenizer)
-        outputs, _ = evaluation.predict(model, features, self.eval_batch_size, self.inference_length)
+        outputs, _ = evaluation.predict(
+            model, features, self.eval_batch_size, self.inference_length,
+            full_batches=self.replicas > 1 and not self.worker.multi_worker,
+        )
         rows = self.task.predictions(examples, features, outputs)
-        path = self.task.write_predictions(rows, self.model_dir, output_format)
+        path = self.task.write_predictions(rows, self.output_dir, output_format)
         logging.info("wrote %d predictions to %s", len(examples), path)
         return {"predictions": len(examples), "path": str(path)}
+
+
+def _check_trainer(config: ExperimentConfig) -> None:
+    """Rejects trainer settings that cannot work, naming the key."""
+    trainer = config.trainer
+    for key, minimum in (("gradient_accumulation_steps", 1), ("steps_per_execution", 1),
+                         ("shuffle_buffer_size", 1), ("backup_steps", -1), ("epochs", 1),
+                         ("train_batch_size", 1), ("eval_batch_size", 1)):
+        if getattr(trainer, key) < minimum:
+            raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")

@@ -14,17 +14,20 @@ from tfft.config import TrainerConfig
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Rises linearly from 0 to ``peak`` over ``warmup_steps``, then falls linearly to 0.
 
-    Matches ``transformers.get_linear_schedule_with_warmup``.
+    Matches ``transformers.get_linear_schedule_with_warmup``. Steps are optimizer
+    updates: with gradient accumulation, Keras calls the schedule with the batch
+    counter, which is divided by ``accumulation_steps``.
     """
 
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int, accumulation_steps: int = 1):
         self.peak = peak
         self.warmup_steps = warmup_steps
         self.total_steps = max(total_steps, 1)
+        self.accumulation_steps = max(accumulation_steps, 1)
 
     def __call__(self, step):
-        """The learning rate at optimizer step ``step`` (0-based)."""
-        step = ops.cast(step, "float32")
+        """The learning rate at optimizer update ``step // accumulation_steps`` (0-based)."""
+        step = ops.cast(ops.floor_divide(step, self.accumulation_steps), "float32")
         warmup = step / max(self.warmup_steps, 1)
         decay = ops.maximum(self.total_steps - step, 0.0) / max(
             self.total_steps - self.warmup_steps, 1
@@ -37,6 +40,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             "peak": self.peak,
             "warmup_steps": self.warmup_steps,
             "total_steps": self.total_steps,
+            "accumulation_steps": self.accumulation_steps,
         }
 
 
@@ -53,9 +57,17 @@ def no_decay_variables(model: keras.Model) -> list:
 
 
 def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model):
-    """AdamW for ``model`` with the configured schedule, decay and gradient clipping."""
+    """AdamW for ``model`` with the configured schedule, decay, clipping and accumulation.
+
+    Args:
+        trainer: The trainer config.
+        total_steps: Optimizer updates over the whole run.
+        model: The model whose biases and LayerNorm variables are kept out of weight decay.
+    """
+    accumulation = trainer.gradient_accumulation_steps
     schedule = WarmupLinearDecay(
-        trainer.learning_rate, math.ceil(trainer.warmup_fraction * total_steps), total_steps
+        trainer.learning_rate, math.ceil(trainer.warmup_fraction * total_steps), total_steps,
+        accumulation,
     )
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule,
@@ -64,6 +76,7 @@ def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Mode
         beta_2=trainer.adam_beta_2,
         epsilon=trainer.adam_epsilon,
         global_clipnorm=trainer.max_grad_norm or None,
+        gradient_accumulation_steps=accumulation if accumulation > 1 else None,
     )
     optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
     return optimizer

@@ -1,0 +1,335 @@
+"""Tokenized features as sharded TFRecord files, for TPUs and for data read from GCS.
+
+``tools/create_tfrecords.py`` writes a folder (local or ``gs://``) with
+
+- ``train-00000-of-0000N.tfrecord`` ... and ``validation-...tfrecord``: one
+  ``tf.train.Example`` per model input row (a window, for tasks that cut long texts),
+  every feature fixed-length: ``input_ids``, ``token_type_ids``, ``attention_mask``
+  (``max_seq_length`` each, zero-padded), ``length`` and ``label`` (per-token labels
+  padded with -100). Validation rows also carry what post-processing needs:
+  ``word_index``, ``char_spans``, ``example_index`` and, on an example's first row,
+  the example itself as JSON;
+- ``metadata.json``: the task, ``max_seq_length``, the label list and, per split, the
+  example and row counts, the files and the label's type.
+
+Rows go to the shards round-robin and are read back interleaved one record per file,
+so one reader sees them in their original order (the order the same data has when
+read from text files); several workers read disjoint sets of files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+import types
+import typing
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfft.data.features import Features
+from tfft.data.pipeline import IGNORED_LABEL, TrainingSource
+from tfft.errors import TfftError
+
+METADATA_FILE = "metadata.json"
+SUFFIX = ".tfrecord"
+FORMAT_VERSION = 1
+INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
+SPLITS = ("train", "validation")
+
+
+def _int64(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=np.asarray(values).ravel().tolist()))
+
+
+def _float(values) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values).ravel().tolist()))
+
+
+def _padded(values: np.ndarray, length: int, fill: int) -> np.ndarray:
+    out = np.full((length, *values.shape[1:]), fill, dtype=np.int64)
+    out[:len(values)] = values
+    return out
+
+
+def label_spec(features: Features, max_seq_length: int) -> dict:
+    """The label's stored dtype and per-row shape."""
+    if features.label_per_token:
+        return {"dtype": "int64", "shape": [max_seq_length], "per_token": True}
+    labels = np.asarray(features.labels)
+    dtype = "float32" if np.issubdtype(labels.dtype, np.floating) else "int64"
+    return {"dtype": dtype, "shape": list(labels.shape[1:]), "per_token": False}
+
+
+def shard_names(split: str, num_shards: int) -> list[str]:
+    """File names of a split's shards."""
+    return [f"{split}-{index:05d}-of-{num_shards:05d}{SUFFIX}" for index in range(num_shards)]
+
+
+def write_split(
+    folder: str, split: str, features: Features, max_seq_length: int, num_shards: int,
+    with_examples: bool = False,
+) -> dict:
+    """Writes ``features`` (with labels) into ``num_shards`` files; returns the split's metadata.
+
+    Args:
+        folder: Output folder (local or ``gs://``).
+        split: ``train`` or ``validation`` (the file name prefix).
+        features: Tokenized rows with labels.
+        max_seq_length: Fixed length of every per-token feature.
+        num_shards: Number of files (rows are dealt to them round-robin).
+        with_examples: Also store what evaluation needs (post-processing fields and
+            the examples as JSON).
+    """
+    if features.labels is None:
+        raise TfftError(f"the {split} data has no labels; TFRecord files are for labelled data")
+    num_shards = max(1, min(num_shards, len(features)))
+    names = shard_names(split, num_shards)
+    spec = label_spec(features, max_seq_length)
+    writers = [tf.io.TFRecordWriter(posixpath.join(folder, name)) for name in names]
+    extra = _EvaluationFields(features, max_seq_length) if with_examples else None
+    for row, (offset, length) in enumerate(zip(features.offsets(), features.lengths, strict=True)):
+        tokens = slice(offset, offset + length)
+        entry = {name: _int64(_padded(values[tokens], max_seq_length, 0))
+                 for name, values in features.columns.items()}
+        entry["length"] = _int64([length])
+        if spec["per_token"]:
+            entry["label"] = _int64(_padded(features.labels[tokens], max_seq_length, IGNORED_LABEL))
+        else:
+            entry["label"] = (_float if spec["dtype"] == "float32" else _int64)(features.labels[row])
+        if extra:
+            entry.update(extra.row(row, tokens))
+        record = tf.train.Example(features=tf.train.Features(feature=entry))
+        writers[row % num_shards].write(record.SerializeToString())
+    for writer in writers:
+        writer.close()
+    return {
+        "examples": features.num_examples, "rows": len(features), "files": names,
+        "label": spec, "with_examples": with_examples,
+    }
+
+
+class _EvaluationFields:
+    """What evaluation needs besides inputs and labels: post-processing fields and examples."""
+
+    def __init__(self, features: Features, max_seq_length: int):
+        total = int(features.lengths.sum())
+        self.length = max_seq_length
+        self.words = features.word_index if features.word_index is not None else np.full(total, -1)
+        self.spans = (features.char_spans if features.char_spans is not None
+                      else np.zeros((total, 2), dtype=np.int64))
+        self.example_index = (features.example_index if features.example_index is not None
+                              else np.arange(len(features)))
+        self.first_rows = set(np.unique(self.example_index, return_index=True)[1].tolist())
+        self.examples = features.examples
+
+    def row(self, row: int, tokens: slice) -> dict:
+        example = int(self.example_index[row])
+        text = b""
+        if self.examples is not None and row in self.first_rows:
+            text = json.dumps(dataclasses.asdict(self.examples[example]), ensure_ascii=False).encode()
+        return {
+            "word_index": _int64(_padded(self.words[tokens], self.length, -1)),
+            "char_spans": _int64(_padded(self.spans[tokens], self.length, 0)),
+            "example_index": _int64([example]),
+            "example": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
+        }
+
+
+def write_metadata(folder: str, metadata: dict) -> None:
+    """Writes ``metadata.json`` (last, so that its presence means the files are complete)."""
+    with tf.io.gfile.GFile(posixpath.join(folder, METADATA_FILE), "w") as file:
+        file.write(json.dumps({"format_version": FORMAT_VERSION, **metadata}, indent=2) + "\n")
+
+
+def is_tfrecord_path(path: str, declared_format: str = "auto") -> bool:
+    """Whether a data config points at TFRecord files."""
+    return declared_format == "tfrecord" or (declared_format == "auto" and path.endswith(SUFFIX))
+
+
+@dataclasses.dataclass(frozen=True)
+class TFRecordSplit:
+    """TFRecord files of one split, found from an ``input_path`` and its ``metadata.json``.
+
+    Attributes:
+        files: The split's files, in shard order.
+        split: The split's name in ``metadata.json``.
+        metadata: The whole ``metadata.json``.
+    """
+
+    files: tuple[str, ...]
+    split: str
+    metadata: dict
+
+    @property
+    def info(self) -> dict:
+        """The split's entry in ``metadata.json``."""
+        return self.metadata["splits"][self.split]
+
+    @property
+    def max_seq_length(self) -> int:
+        """The fixed length of the per-token features."""
+        return int(self.metadata["max_seq_length"])
+
+
+def open_split(path: str) -> TFRecordSplit:
+    """Finds the files matching ``path`` (a file or glob) and the split they belong to.
+
+    Raises:
+        TfftError: for no matching file, a missing or foreign ``metadata.json``, or files
+            that mix splits.
+    """
+    files = sorted(tf.io.gfile.glob(path))
+    if not files:
+        raise TfftError(
+            f"no TFRecord file matches '{path}'; create them with tools/create_tfrecords.py "
+            "or fix the input_path"
+        )
+    folder = posixpath.dirname(files[0])
+    metadata_path = posixpath.join(folder, METADATA_FILE)
+    if not tf.io.gfile.exists(metadata_path):
+        raise TfftError(
+            f"'{metadata_path}' does not exist; TFRecord input needs the metadata.json that "
+            "tools/create_tfrecords.py writes next to the files"
+        )
+    try:
+        with tf.io.gfile.GFile(metadata_path) as file:
+            metadata = json.loads(file.read())
+        splits = metadata["splits"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise TfftError(f"'{metadata_path}' is not a tfft TFRecord metadata file; recreate it") from None
+    names = {posixpath.basename(file) for file in files}
+    for split, info in splits.items():
+        if names <= set(info["files"]):
+            missing = set(info["files"]) - names
+            if missing:
+                raise TfftError(
+                    f"'{path}' matches only {len(names)} of the {len(info['files'])} {split} files "
+                    f"(e.g. '{sorted(missing)[0]}' is missing); point input_path at all of them"
+                )
+            return TFRecordSplit(tuple(posixpath.join(folder, n) for n in info["files"]), split, metadata)
+    raise TfftError(f"'{path}' matches files of several splits or none listed in '{metadata_path}'")
+
+
+def _parse_spec(split: TFRecordSplit, with_examples: bool) -> dict:
+    length = split.max_seq_length
+    label = split.info["label"]
+    spec = {name: tf.io.FixedLenFeature([length], tf.int64) for name in INPUT_COLUMNS}
+    spec["length"] = tf.io.FixedLenFeature([1], tf.int64)
+    spec["label"] = tf.io.FixedLenFeature(label["shape"], tf.dtypes.as_dtype(label["dtype"]))
+    if with_examples:
+        spec["word_index"] = tf.io.FixedLenFeature([length], tf.int64)
+        spec["char_spans"] = tf.io.FixedLenFeature([length * 2], tf.int64)
+        spec["example_index"] = tf.io.FixedLenFeature([1], tf.int64)
+        spec["example"] = tf.io.FixedLenFeature([], tf.string)
+    return spec
+
+
+def _records(files) -> tf.data.Dataset:
+    """Records of ``files`` interleaved one at a time: the order they were written in."""
+    return tf.data.Dataset.from_tensor_slices(list(files)).interleave(
+        tf.data.TFRecordDataset, cycle_length=len(files), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+
+
+class TFRecordSource(TrainingSource):
+    """Training rows streamed from TFRecord files (fixed length; repeated; sharded by worker).
+
+    Args:
+        split: The files and their metadata.
+    """
+
+    repeats = True
+
+    def __init__(self, split: TFRecordSplit):
+        self.split = split
+        self.num_rows = int(split.info["rows"])
+        self.num_examples = int(split.info["examples"])
+
+    def examples(self, context=None) -> tuple[tf.data.Dataset, bool]:  # noqa: D102
+        files, workers = self.split.files, context.num_input_pipelines if context else 1
+        if workers > 1 and len(files) >= workers:  # File-level sharding by worker.
+            records = _records(files[context.input_pipeline_id::workers])
+        else:
+            records = _records(files)
+            if workers > 1:
+                records = records.shard(workers, context.input_pipeline_id)
+        spec = _parse_spec(self.split, with_examples=False)
+        label_dtype = tf.float32 if self.split.info["label"]["dtype"] == "float32" else tf.int32
+
+        def parse(serialized):
+            parsed = tf.io.parse_single_example(serialized, spec)
+            inputs = {name: tf.cast(parsed[name], tf.int32) for name in INPUT_COLUMNS}
+            return inputs, tf.cast(parsed["label"], label_dtype)
+
+        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), workers > 1
+
+
+def read_features(split: TFRecordSplit, example_type: type) -> Features:
+    """Reads a whole split back into :class:`Features` (for evaluation), in written order.
+
+    Args:
+        split: Files written with ``with_examples`` (the validation split).
+        example_type: The task's example dataclass, rebuilt from the stored JSON.
+
+    Raises:
+        TfftError: when the files lack the evaluation fields or cannot be read.
+    """
+    if not split.info.get("with_examples"):
+        raise TfftError(
+            f"the {split.split} TFRecord files hold no evaluation fields; write validation data "
+            "with tools/create_tfrecords.py and point task.validation_data.input_path at it"
+        )
+    spec = _parse_spec(split, with_examples=True)
+    columns: dict[str, list] = {name: [] for name in spec}
+    try:
+        for batch in _records(split.files).batch(1024).map(lambda s: tf.io.parse_example(s, spec)):
+            for name, value in batch.items():
+                columns[name].append(value.numpy())
+    except tf.errors.OpError as error:
+        raise TfftError(
+            f"cannot read the {split.split} TFRecord files ({error.message.splitlines()[0]}); "
+            "recreate them with tools/create_tfrecords.py"
+        ) from None
+    data = {name: np.concatenate(values) for name, values in columns.items()}
+    lengths = data["length"][:, 0].astype(np.int32)
+    keep = np.arange(split.max_seq_length)[None, :] < lengths[:, None]
+    label = split.info["label"]
+    labels = data["label"][keep] if label["per_token"] else data["label"]
+    example_rows = np.nonzero(data["example"] != b"")[0]
+    examples = [_from_plain(example_type, json.loads(data["example"][row])) for row in example_rows]
+    return Features(
+        {name: data[name][keep].astype(np.int32) for name in INPUT_COLUMNS},
+        lengths,
+        labels.astype(np.float32 if label["dtype"] == "float32" else np.int32),
+        label["per_token"],
+        word_index=data["word_index"][keep].astype(np.int32),
+        example_index=data["example_index"][:, 0].astype(np.int32),
+        char_spans=data["char_spans"].reshape(len(lengths), -1, 2)[keep].astype(np.int32),
+        examples=examples,
+    )
+
+
+def _from_plain(cls: type, value: dict):
+    """Rebuilds a (frozen, nested) example dataclass from its ``dataclasses.asdict`` JSON."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{field.name: _rebuild(hints[field.name], value[field.name])
+                  for field in dataclasses.fields(cls)})
+
+
+def _rebuild(annotation, value) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+        origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _from_plain(annotation, value)
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        return tuple(_rebuild(item, entry) for entry in value)
+    return value

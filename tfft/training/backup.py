@@ -1,0 +1,169 @@
+"""Resumable training state, so that a killed or preempted run continues where it stopped.
+
+A backup is a folder ``model_dir/backup/step-NNNNNNNNN`` (``N``: global batches
+trained) with
+
+- ``variables.*``: a ``tf.train.Checkpoint`` of every model variable (weights and the
+  dropout seed generators' states) and every optimizer variable (step counter,
+  moments, gradient accumulators, loss scale);
+- ``state.json``: the epoch and the batches of it already trained (the data order of
+  an epoch is fixed by the seed, so these say exactly which batch comes next), the
+  state of the best-checkpoint and early-stopping logic, the file sizes, and the
+  run's config.
+
+Weights, optimizer, dropout randomness and data position resume exactly, so the
+finished run equals an uninterrupted one. Only the running training metrics that
+Keras logs for the resumed epoch (``loss``, ``accuracy``) restart: they average the
+batches after the restart.
+
+It is written into a ``.tmp-`` folder that is renamed into place when complete, so a
+crash while writing leaves the previous backup intact. On restart the newest backup is
+checked (file sizes, and TensorFlow's checksums while reading) and a damaged one stops
+the run with an error that says what to delete. The last :data:`KEEP` backups are kept;
+the folder is removed when training finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfft.errors import TfftError, reason
+
+BACKUP_DIR = "backup"
+STATE_FILE = "state.json"
+VARIABLES = "variables"
+#: Backups kept: the newest, and the one before it to fall back to.
+KEEP = 2
+#: Config keys that may change between a run and its resumption.
+RESUMABLE_CHANGES = frozenset({
+    "trainer.backup_steps", "trainer.log_every_steps", "trainer.steps_per_execution", "runtime.tpu",
+})
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Where training stands.
+
+    Attributes:
+        epoch: The epoch in progress (0-based).
+        batches: Global batches of that epoch already trained.
+        callbacks: Restorable state of callbacks (best metric, patience...).
+    """
+
+    epoch: int = 0
+    batches: int = 0
+    callbacks: dict = dataclasses.field(default_factory=dict)
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Backup:
+    """Writes and restores :class:`TrainingState` with the model and optimizer variables.
+
+    Args:
+        model_dir: The run's directory (backups go to ``model_dir/backup``).
+        model: The compiled model; its optimizer must be built.
+        config: The run's resolved config as a dict (a backup only resumes the same run).
+        writer: Whether this process writes (the chief); others only restore.
+    """
+
+    def __init__(self, model_dir: Path, model, config: dict, writer: bool = True):
+        self.folder = Path(model_dir) / BACKUP_DIR
+        self.model = model
+        self.config = config
+        self.writer = writer
+        self._checkpoint = tf.train.Checkpoint(
+            model=list(model.variables), optimizer=list(model.optimizer.variables)
+        )
+
+    def save(self, state: TrainingState, global_batch: int) -> None:
+        """Writes a backup after ``global_batch`` batches (atomically; only the writer)."""
+        if not self.writer:
+            return
+        final = self.folder / f"step-{global_batch:09d}"
+        temporary = self.folder / f".tmp-{final.name}"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        self._checkpoint.write(str(temporary / VARIABLES))
+        sizes = {path.name: path.stat().st_size for path in temporary.iterdir()}
+        record = {**dataclasses.asdict(state), "files": sizes, "config": self.config}
+        (temporary / STATE_FILE).write_text(json.dumps(record, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        temporary.rename(final)
+        for old in self._backups()[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _backups(self) -> list[Path]:
+        return sorted(self.folder.glob("step-*")) if self.folder.is_dir() else []
+
+    def restore(self) -> TrainingState | None:
+        """Loads the newest backup into the model and optimizer; None if there is none.
+
+        Raises:
+            TfftError: if the backup is damaged or belongs to a run with another config.
+        """
+        if self.writer:  # Unfinished writes are never used.
+            for partial in self.folder.glob(".tmp-*"):
+                logging.warning("removing the unfinished backup %s", partial)
+                shutil.rmtree(partial, ignore_errors=True)
+        backups = self._backups()
+        if not backups:
+            return None
+        latest = backups[-1]
+        previous = f" ({backups[-2].name})" if len(backups) > 1 else ""
+
+        def damaged(why: str) -> TfftError:
+            return TfftError(
+                f"backup '{latest}' is damaged ({why}); delete that folder to resume from the "
+                f"previous backup{previous}, or delete '{self.folder}' to start over"
+            )
+
+        try:
+            record = json.loads((latest / STATE_FILE).read_text())
+            sizes, config = record.pop("files"), record.pop("config")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise damaged(f"unreadable {STATE_FILE}: {reason(error)}") from None
+        self._check_config(config)
+        for name, size in sizes.items():
+            path = latest / name
+            if not path.is_file() or path.stat().st_size != size:
+                raise damaged(f"'{name}' is missing or has the wrong size")
+        try:
+            self._checkpoint.read(str(latest / VARIABLES)).assert_existing_objects_matched()
+        except Exception as error:  # noqa: BLE001 - TF reports damage as many error types.
+            raise damaged(reason(error)) from None
+        state = TrainingState(**record)
+        logging.info("resuming from %s: epoch %d, after %d batches of it", latest, state.epoch + 1,
+                     state.batches)
+        return state
+
+    def _check_config(self, saved: dict) -> None:
+        now, before = _flat(self.config), _flat(saved)
+        changed = sorted(key for key in now.keys() | before.keys()
+                         if key not in RESUMABLE_CHANGES and now.get(key) != before.get(key))
+        if changed:
+            key = changed[0]
+            raise TfftError(
+                f"'{self.folder}' holds the backup of an interrupted run with another config "
+                f"({key}: {before.get(key)!r} then, {now.get(key)!r} now); rerun with the same "
+                f"config to resume it, or delete '{self.folder}' to start over"
+            )
+
+    def remove(self) -> None:
+        """Deletes every backup (training finished)."""
+        if self.writer:
+            shutil.rmtree(self.folder, ignore_errors=True)
