@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfft.errors import TfftError
@@ -40,6 +41,26 @@ def dense(units: int, initializer_range: float, name: str, **kwargs) -> keras.la
     )
 
 
+class Dropout(keras.layers.Dropout):
+    """Keras dropout with its own random stream on each ``tf.distribute`` replica.
+
+    Keras 3 keeps a layer's seed state in one mirrored variable, so under a
+    multi-replica strategy every replica would drop the same positions of its part of
+    the batch. Adding the replica's id to the seed decorrelates the replicas; with one
+    replica the masks are exactly Keras'.
+    """
+
+    def call(self, inputs, training=False):
+        """Drops ``rate`` of the inputs in training (scaling the rest), else passes them."""
+        replica = tf.distribute.get_replica_context()
+        if not training or not self.rate or replica is None or replica.num_replicas_in_sync == 1:
+            return super().call(inputs, training=training)
+        seed = self.seed_generator.next()
+        seed = seed + tf.cast(tf.stack([replica.replica_id_in_sync_group, 0]), seed.dtype)
+        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)  # As Keras' TF backend.
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)
+
+
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with separate query, key and value projections.
 
@@ -67,7 +88,7 @@ class SelfAttention(keras.layers.Layer):
         self.query = dense(hidden_size, initializer_range, "query")
         self.key = dense(hidden_size, initializer_range, "key")
         self.value = dense(hidden_size, initializer_range, "value")
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def build(self, input_shape):
         """Creates the sublayers' weights."""
@@ -125,7 +146,7 @@ class TransformerLayer(keras.layers.Layer):
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, name="output_layer_norm"
         )
-        self.dropout = keras.layers.Dropout(hidden_dropout)
+        self.dropout = Dropout(hidden_dropout)
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
 
@@ -217,7 +238,7 @@ class Embeddings(keras.layers.Layer):
             table(type_vocab_size, "token_type_embeddings") if type_vocab_size else None
         )
         self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.projection = (
             dense(projection_size, initializer_range, "projection") if projection_size else None
         )

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfft.backbones import Backbone
 from tfft.backbones.base import backbone_inputs
+from tfft.backbones.layers import Dropout
 from tfft.config import DataConfig, TaskConfig
 from tfft.data.features import Features
 from tfft.errors import TfftError
@@ -189,7 +190,7 @@ class Task(abc.ABC):
 
 def dense_head(hidden, units: int, dropout: float):
     """Dropout and a float32 dense layer named ``head`` (BERT's initialiser, stddev 0.02)."""
-    hidden = keras.layers.Dropout(dropout, name="head_dropout")(hidden)
+    hidden = Dropout(dropout, name="head_dropout")(hidden)
     return keras.layers.Dense(
         units, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), dtype="float32",
         name="head",
