@@ -61,16 +61,22 @@ def create(config, output_dir: str, num_shards: int, splits) -> dict:
     if "train" in examples:
         task.prepare(examples["train"])
     _, tokenizer = load_pretrained(task)
-    tf.io.gfile.makedirs(output_dir)
     written = {}
-    for split, split_examples in examples.items():
-        features = task.encode(split_examples, tokenizer)
-        written[split] = tfrecords.write_split(
-            output_dir, split, features, config.task.max_seq_length, num_shards,
-            with_examples=split == "validation",
-        )
-        logging.info("wrote %d %s rows (%d examples) to %d files", written[split]["rows"], split,
-                     written[split]["examples"], len(written[split]["files"]))
+    try:
+        tf.io.gfile.makedirs(output_dir)
+        for split, split_examples in examples.items():
+            features = task.encode(split_examples, tokenizer)
+            written[split] = tfrecords.write_split(
+                output_dir, split, features, config.task.max_seq_length, num_shards,
+                with_examples=split == "validation",
+            )
+            logging.info("wrote %d %s rows (%d examples) to %d files", written[split]["rows"], split,
+                         written[split]["examples"], len(written[split]["files"]))
+    except tf.errors.OpError as error:
+        raise TfftError(
+            f"cannot write to --output_dir={output_dir} ({error.message.splitlines()[0]}); check the "
+            "path, its permissions and, for gs://, your Google Cloud credentials"
+        ) from None
     metadata = {
         "task": task.name, "max_seq_length": config.task.max_seq_length,
         "label_names": task.label_names,

@@ -181,7 +181,13 @@ def open_split(path: str) -> TFRecordSplit:
         TfftError: for no matching file, a missing or foreign ``metadata.json``, or files
             that mix splits.
     """
-    files = sorted(tf.io.gfile.glob(path))
+    try:
+        files = sorted(tf.io.gfile.glob(path))
+    except tf.errors.OpError as error:
+        raise TfftError(
+            f"cannot list '{path}' ({error.message.splitlines()[0]}); check the path and, for gs://, "
+            "your Google Cloud credentials"
+        ) from None
     if not files:
         raise TfftError(
             f"no TFRecord file matches '{path}'; create them with tools/create_tfrecords.py "

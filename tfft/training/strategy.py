@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 
 import keras
 import tensorflow as tf
@@ -17,6 +18,9 @@ import tensorflow as tf
 from tfft.config import RuntimeConfig
 from tfft.errors import TfftError, reason
 from tfft.training import multi_worker_shim
+
+#: How long a grpc:// TPU address may take to accept a connection.
+TPU_CONNECT_SECONDS = 20
 
 
 def configure_runtime(runtime: RuntimeConfig) -> None:
@@ -72,10 +76,12 @@ def create_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
 
 def _mirrored_devices(requested: list) -> list[str] | None:
     """``runtime.devices`` checked against this machine, else the GPUs or the logical CPUs."""
-    available = {device.name.lower().replace("/job:localhost/replica:0/task:0/device:", "/")
-                 for device in tf.config.list_logical_devices()}
+    def short(name: str) -> str:  # "/job:localhost/.../device:GPU:1" or "/gpu:1" -> "/gpu:1"
+        return "/" + str(name).lower().rsplit("/", 1)[-1].replace("device:", "")
+
+    available = {short(device.name) for device in tf.config.list_logical_devices()}
     if requested:
-        missing = [d for d in requested if str(d).lower().replace("device:", "") not in available]
+        missing = [device for device in requested if short(device) not in available]
         if missing:
             raise TfftError(
                 f"runtime.devices names {missing}, which this machine does not have; it has "
@@ -110,15 +116,27 @@ def _tpu_strategy(address: str) -> tf.distribute.Strategy:
             "runtime.strategy=tpu needs runtime.tpu: a TPU name, a grpc:// address, "
             "or 'local' on a TPU VM"
         )
+
+    def unreachable(why: str) -> TfftError:
+        return TfftError(
+            f"cannot reach the TPU runtime.tpu='{address}' ({why}); check the name "
+            "or address and that this host can reach it"
+        )
+
+    if address.startswith("grpc://"):  # TensorFlow would wait forever for a silent address.
+        host, _, port = address[len("grpc://"):].rpartition(":")
+        if not host or not port.isdigit():
+            raise unreachable("a grpc:// address needs host:port, e.g. grpc://10.0.0.2:8470")
+        try:
+            socket.create_connection((host, int(port)), timeout=TPU_CONNECT_SECONDS).close()
+        except OSError as error:
+            raise unreachable(reason(error)) from None
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as error:  # noqa: BLE001 - resolvers raise many types for one cause.
-        raise TfftError(
-            f"cannot reach the TPU runtime.tpu='{address}' ({reason(error)}); check the name "
-            "or address and that this host can reach it"
-        ) from None
+        raise unreachable(reason(error)) from None
     return tf.distribute.TPUStrategy(resolver)
 
 

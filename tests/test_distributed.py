@@ -1,0 +1,176 @@
+"""Several replicas and several workers train like one device with the same global batch.
+
+The reference is a one-device run (global batch 16, no dropout, deterministic ops);
+`mirrored` on 2 logical CPU devices, 2 `multi_worker` processes on loopback and
+gradient accumulation (2 x 8) must reach the same evaluation metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import tensorflow as tf
+from conftest import REPO, run_cli, write_sentiment_tsv
+
+from tfft.training import multi_worker_shim
+
+METRICS = ("loss", "accuracy", "f1", "matthews_corrcoef")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("distributed_data")
+    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
+            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
+
+
+def overrides(tiny_bert, data, **extra) -> str:
+    settings = {
+        "task.init_checkpoint": tiny_bert, "task.train_data.input_path": data[0],
+        "task.validation_data.input_path": data[1], "task.max_seq_length": 32,
+        "task.hidden_dropout": 0, "task.attention_dropout": 0, "task.classifier_dropout": 0,
+        "trainer.epochs": 3, "trainer.train_batch_size": 16, "trainer.eval_batch_size": 32,
+        "trainer.learning_rate": 1e-3, "trainer.length_grouping": False,
+        "runtime.deterministic": True, **extra,
+    }
+    return ",".join(f"{key}={value}" for key, value in settings.items())
+
+
+def train(model_dir, settings: str) -> dict:
+    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+            f"--params_override={settings}")
+    return json.loads((model_dir / "eval_results.json").read_text())
+
+
+def results(folder) -> tuple[dict, dict]:
+    return (json.loads((folder / "eval_results.json").read_text()),
+            json.loads((folder / "train_results.json").read_text()))
+
+
+def assert_same_metrics(got: dict, expected: dict, tolerance: float) -> None:
+    for name in METRICS:
+        assert got[name] == pytest.approx(expected[name], abs=tolerance), name
+    assert got["num_examples"] == expected["num_examples"]
+
+
+@pytest.fixture(scope="module")
+def one_device(tiny_bert, data, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("one_device") / "model"
+    train(model_dir, overrides(tiny_bert, data))
+    return results(model_dir)
+
+
+def test_reference_run_learns(one_device):
+    evaluated, trained = one_device
+    assert evaluated["accuracy"] > 0.9 and trained["steps"] == 90
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_bert, data, tmp_path, one_device):
+    model_dir = tmp_path / "mirrored"
+    train(model_dir, overrides(tiny_bert, data, **{
+        "trainer.train_batch_size": 8, "runtime.strategy": "mirrored", "runtime.num_cpu_devices": 2,
+    }))
+    evaluated, trained = results(model_dir)
+    assert_same_metrics(evaluated, one_device[0], 1e-3)
+    assert trained["steps"] == one_device[1]["steps"] == 90
+
+
+def test_gradient_accumulation_matches_the_large_batch(tiny_bert, data, tmp_path, one_device):
+    """2 batches of 8 averaged into each update: the updates of batch 16, same schedule."""
+    model_dir = tmp_path / "accumulated"
+    train(model_dir, overrides(tiny_bert, data, **{
+        "trainer.train_batch_size": 8, "trainer.gradient_accumulation_steps": 2,
+    }))
+    evaluated, trained = results(model_dir)
+    assert trained["steps"] == 90  # optimizer updates, not batches
+    assert_same_metrics(evaluated, one_device[0], 1e-4)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_two_workers_on_loopback_agree_with_one_process(tiny_bert, data, tmp_path, one_device):
+    """MultiWorkerMirroredStrategy from TF_CONFIG: 2 processes x global batch 8 = batch 16."""
+    model_dir = tmp_path / "multi_worker"
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    settings = overrides(tiny_bert, data, **{
+        "trainer.train_batch_size": 8, "runtime.strategy": "multi_worker",
+    })
+    workers = []
+    for index in range(2):
+        task = {"type": "worker", "index": index}
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "tfft.cli.train", "--config_file=configs/glue/sst2.yaml",
+             f"--model_dir={model_dir}", f"--params_override={settings}"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ))
+    try:
+        logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [worker.returncode for worker in workers] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "global batch 16 on 2 replicas" in logs[0]
+    chief, chief_train = results(model_dir)
+    other, other_train = results(model_dir / "workers" / "worker_1")
+    assert_same_metrics(chief, one_device[0], 1e-3)
+    assert {k: chief[k] for k in METRICS} == {k: other[k] for k in METRICS}
+    assert chief_train["steps"] == other_train["steps"] == 90
+    # Only the chief writes checkpoints, logs and the config.
+    assert (model_dir / "checkpoints" / "final.weights.h5").is_file()
+    assert sorted(p.name for p in (model_dir / "workers" / "worker_1").iterdir()) == [
+        "eval_results.json", "train_results.json"]
+
+
+def test_dropout_masks_differ_between_replicas():
+    """Keras 3 shares one seed state across replicas; tfft's dropout folds in the replica id."""
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf, keras
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfft.backbones.layers import Dropout
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            ours, theirs = Dropout(0.5, seed=3), keras.layers.Dropout(0.5, seed=3)
+        ones = tf.ones([4, 16])
+        for layer in (ours, theirs):
+            out = strategy.experimental_local_results(
+                tf.function(lambda: strategy.run(lambda: layer(ones, training=True)))())
+            print(type(layer).__module__.split(".")[0], np.array_equal(out[0].numpy(), out[1].numpy()))
+        one = Dropout(0.5, seed=3)(ones, training=True).numpy()
+        print("single", np.array_equal(one, keras.layers.Dropout(0.5, seed=3)(ones, training=True).numpy()))
+    """)
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                             timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    lines = process.stdout.split("\n")
+    assert "tfft False" in lines  # replicas draw different masks
+    assert "keras True" in lines  # Keras' own layer repeats the mask on each replica
+    assert "single True" in lines  # one device: exactly Keras' masks
+
+
+def test_multi_worker_shim_patches_keras_and_leaves_other_strategies_alone():
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    multi_worker_shim.install()
+    multi_worker_shim.install()  # idempotent
+    assert keras_tf_trainer.reduce_per_replica is multi_worker_shim.reduce_per_replica
+    assert keras_tf_trainer.TensorFlowTrainer._maybe_symbolic_build is multi_worker_shim._maybe_symbolic_build
+    value = tf.constant([1.0, 3.0])
+    strategy = tf.distribute.get_strategy()
+    assert multi_worker_shim.reduce_per_replica(value, strategy, "mean") is value
+    assert not multi_worker_shim._is_multi_worker(strategy)

@@ -1,0 +1,180 @@
+"""Preemption-safe training: SIGKILL and rerun, determinism, damaged backups, NaN losses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPO, run_cli, write_sentiment_tsv
+
+from tfft.errors import TfftError
+from tfft.training.backup import Backup, TrainingState
+
+COMPARED = ("loss", "accuracy", "f1", "matthews_corrcoef", "num_examples")
+
+
+@pytest.fixture(scope="module")
+def command(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("resume_data")
+    train = write_sentiment_tsv(folder / "train.tsv", 480, seed=1)
+    dev = write_sentiment_tsv(folder / "dev.tsv", 96, seed=2)
+    settings = ",".join([
+        f"task.init_checkpoint={tiny_bert}", f"task.train_data.input_path={train}",
+        f"task.validation_data.input_path={dev}", "task.max_seq_length=32", "trainer.epochs=3",
+        "trainer.train_batch_size=16", "trainer.learning_rate=1e-3", "trainer.backup_steps=7",
+        "runtime.deterministic=true",
+    ])
+
+    def arguments(model_dir):
+        return ["--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+                f"--params_override={settings}"]
+
+    return arguments
+
+
+def evaluated(model_dir) -> dict:
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    return {key: results[key] for key in COMPARED}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(command, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("uninterrupted") / "model"
+    run_cli("tfft.cli.train", *command(model_dir))
+    return model_dir
+
+
+def test_killed_mid_epoch_then_rerun_equals_the_uninterrupted_run(command, uninterrupted, tmp_path):
+    model_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "tfft.cli.train", *command(model_dir)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backups = model_dir / "backup"
+    deadline = time.time() + 300
+    # 30 batches per epoch, a backup every 7: wait for one inside the second epoch.
+    while not any(int(p.name.split("-")[1]) >= 37 for p in backups.glob("step-*")):
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "no mid-epoch backup appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (model_dir / "checkpoints" / "final.weights.h5").exists()
+    latest = max(int(p.name.split("-")[1]) for p in backups.glob("step-*"))
+    assert latest % 30  # the run died mid-epoch, after a mid-epoch backup
+
+    rerun = run_cli("tfft.cli.train", *command(model_dir))
+    assert "resuming from" in rerun.stderr
+    assert evaluated(model_dir) == evaluated(uninterrupted)  # exactly: same weights, same data order
+    train_results = json.loads((model_dir / "train_results.json").read_text())
+    assert train_results["steps"] == 90 and train_results["resumed_from"]["epoch"] >= 2
+    assert not backups.exists()  # removed once training finished
+
+
+def test_two_deterministic_runs_give_identical_metrics(command, uninterrupted, tmp_path):
+    model_dir = tmp_path / "again"
+    run_cli("tfft.cli.train", *command(model_dir))
+    assert evaluated(model_dir) == evaluated(uninterrupted)
+    assert evaluated(model_dir)["accuracy"] > 0.9
+
+
+def test_non_finite_loss_stops_with_the_step(tiny_bert, tmp_path):
+    rows = ["sentence1\tsentence2\tscore"] + [f"a good film\tthe plot\t{i % 5}" for i in range(63)]
+    rows.insert(20, "a bad film\tthe acting\t1e30")  # squared error overflows float32
+    train = tmp_path / "train.tsv"
+    train.write_text("\n".join(rows) + "\n")
+    process = run_cli(
+        "tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={tmp_path / 'model'}",
+        "--mode=train", f"--params_override=task.init_checkpoint={tiny_bert},task.max_seq_length=16,"
+        f"task.train_data.input_path={train},trainer.train_batch_size=8,trainer.epochs=1",
+        check=False,
+    )
+    assert process.returncode == 1
+    error = process.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in process.stderr
+    assert error.startswith("tfft-train: error: training loss became inf at batch ")
+    assert "(epoch 1, batch" in error and "lower trainer.learning_rate" in error
+    assert not (tmp_path / "model" / "checkpoints" / "final.weights.h5").exists()
+
+
+# --- the backup files themselves ----------------------------------------------------------------
+
+
+def small_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dropout(0.5),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def values(variables) -> list[np.ndarray]:
+    return [np.asarray(variable).copy() for variable in variables]
+
+
+def test_backup_round_trip_restores_every_variable(tmp_path):
+    model = small_model(1)
+    model.fit(np.ones((8, 3)), np.zeros(8), epochs=2, verbose=0)  # moves weights, moments, seeds
+    config = {"trainer": {"epochs": 3}}
+    Backup(tmp_path, model, config).save(TrainingState(1, 5, {"best": 0.5, "best_epoch": 0, "wait": 0}), 35)
+
+    fresh = small_model(2)
+    state = Backup(tmp_path, fresh, config).restore()
+    assert state == TrainingState(1, 5, {"best": 0.5, "best_epoch": 0, "wait": 0})
+    for a, b in zip(values(model.variables + model.optimizer.variables),
+                    values(fresh.variables + fresh.optimizer.variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations) == 2
+
+
+def test_only_the_newest_backups_are_kept_and_unfinished_ones_ignored(tmp_path):
+    model = small_model(1)
+    backup = Backup(tmp_path, model, {})
+    for step in (7, 14, 21):
+        backup.save(TrainingState(0, step), step)
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["step-000000014", "step-000000021"]
+    (tmp_path / "backup" / ".tmp-step-000000028").mkdir()  # a write that a crash cut short
+    assert backup.restore().batches == 21
+    assert not (tmp_path / "backup" / ".tmp-step-000000028").exists()
+    backup.remove()
+    assert not (tmp_path / "backup").exists()
+    assert backup.restore() is None
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "state"])
+def test_damaged_backup_is_reported_with_what_to_delete(tmp_path, damage):
+    model = small_model(1)
+    backup = Backup(tmp_path, model, {})
+    backup.save(TrainingState(0, 7), 7)
+    backup.save(TrainingState(0, 14), 14)
+    latest = tmp_path / "backup" / "step-000000014"
+    data = next(latest.glob("variables.data-*"))
+    if damage == "flip":
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        data.write_bytes(data.read_bytes()[:10])
+    else:
+        (latest / "state.json").write_text("{")
+    with pytest.raises(TfftError, match=r"backup '.*step-000000014' is damaged \(.*\); delete that "
+                                        r"folder to resume from the previous backup \(step-000000007\)"):
+        Backup(tmp_path, small_model(2), {}).restore()
+
+
+def test_backup_of_another_config_is_refused(tmp_path):
+    model = small_model(1)
+    Backup(tmp_path, model, {"trainer": {"learning_rate": 2e-5, "backup_steps": 7}}).save(TrainingState(), 7)
+    # Logging and backup intervals may change between restarts ...
+    changed = {"trainer": {"learning_rate": 2e-5, "backup_steps": 50}}
+    assert Backup(tmp_path, small_model(2), changed).restore() is not None
+    # ... anything that changes the result may not.
+    with pytest.raises(TfftError, match=r"another config \(trainer.learning_rate: 2e-05 then, 0.001 now\); "
+                                        r"rerun with the same config to resume it, or delete"):
+        Backup(tmp_path, small_model(2), {"trainer": {"learning_rate": 1e-3}}).restore()
+

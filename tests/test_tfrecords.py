@@ -1,0 +1,189 @@
+"""TFRecord input: tools/create_tfrecords.py, reading back for every task, training equality."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO, run_cli, write_sentiment_tsv
+from test_question_answering import synthetic_questions, write_squad
+from test_token_classification import synthetic_sentences, write_conll
+
+from tfft.config import DataConfig, TaskConfig
+from tfft.data import tfrecords
+from tfft.data.pipeline import IGNORED_LABEL
+from tfft.data.tokenization import load_tokenizer
+from tfft.errors import TfftError
+from tfft.tasks import get_task
+
+CREATE = str(REPO / "tools" / "create_tfrecords.py")
+COMPARED = ("loss", "accuracy", "f1", "matthews_corrcoef", "num_examples")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert):
+    return load_tokenizer(tiny_bert)
+
+
+def task_and_examples(kind: str, tmp_path):
+    """A task config and labelled examples that need several windows per example."""
+    if kind == "token_classification":
+        path = write_conll(tmp_path / "data.conll", synthetic_sentences(40, 3))
+        config = TaskConfig(type=kind, max_seq_length=8, label_list=["O", "B-PER", "I-PER", "B-ORG", "I-ORG"])
+    elif kind == "question_answering":
+        path = write_squad(tmp_path / "data.json", synthetic_questions(30, 4, words=(10, 40)))
+        config = TaskConfig(type=kind, max_seq_length=24, doc_stride=6, max_query_length=8)
+    else:
+        path = tmp_path / "data.tsv"
+        path.write_text("sentence1\tsentence2\tscore\n" + "".join(
+            f"the film {i}\ta plot {i % 3}\t{i / 7:.3f}\n" for i in range(25)))
+        config = TaskConfig(type=kind, text_fields=["sentence1", "sentence2"], label_field="score")
+    task = get_task(config)
+    return task, task.read_examples(DataConfig(input_path=str(path)))
+
+
+@pytest.mark.parametrize("kind", ["token_classification", "question_answering", "sentence_regression"])
+def test_features_survive_the_round_trip(kind, tokenizer, tmp_path):
+    task, examples = task_and_examples(kind, tmp_path)
+    features = task.encode(examples, tokenizer)
+    length = task.config.max_seq_length
+    info = tfrecords.write_split(str(tmp_path), "validation", features, length, 3, with_examples=True)
+    tfrecords.write_metadata(str(tmp_path), {
+        "task": task.name, "max_seq_length": length, "label_names": task.label_names,
+        "splits": {"validation": info},
+    })
+    split = tfrecords.open_split(str(tmp_path / "validation-*.tfrecord"))
+    back = tfrecords.read_features(split, task.example_type)
+
+    assert info["rows"] == len(features) and info["examples"] == features.num_examples
+    for name, values in features.columns.items():
+        np.testing.assert_array_equal(back.columns[name], values)
+    np.testing.assert_array_equal(back.lengths, features.lengths)
+    np.testing.assert_allclose(back.labels, features.labels, rtol=1e-6)
+    assert back.label_per_token == features.label_per_token
+    if features.example_index is not None:  # windowed tasks
+        assert len(features) > features.num_examples
+        np.testing.assert_array_equal(back.example_index, features.example_index)
+        np.testing.assert_array_equal(back.word_index, features.word_index)
+    if features.examples is not None:
+        assert back.examples == features.examples
+        np.testing.assert_array_equal(back.char_spans, features.char_spans)
+    # Evaluation from the files scores exactly as from the examples.
+    outputs = np.random.default_rng(0).normal(
+        size=(len(features), length, *([] if kind == "sentence_regression" else [2 if
+              kind == "question_answering" else len(task.label_names)])))
+    if kind == "sentence_regression":
+        outputs = outputs[:, 0]
+    assert task.evaluate(outputs, back) == pytest.approx(task.evaluate(outputs, features))
+
+
+def test_training_rows_are_fixed_length_and_worker_shards_are_disjoint(tokenizer, tmp_path):
+    task, examples = task_and_examples("token_classification", tmp_path)
+    features = task.encode(examples, tokenizer)
+    info = tfrecords.write_split(str(tmp_path), "train", features, 8, 3)
+    tfrecords.write_metadata(str(tmp_path), {"task": task.name, "max_seq_length": 8,
+                                             "label_names": task.label_names, "splits": {"train": info}})
+    source = tfrecords.TFRecordSource(tfrecords.open_split(str(tmp_path / "train-*.tfrecord")))
+
+    def rows(context=None):
+        dataset, sharded = source.examples(context)
+        return sharded, [(inputs["input_ids"].numpy(), labels.numpy()) for inputs, labels in dataset]
+
+    sharded, every = rows()
+    assert not sharded and len(every) == len(features)
+    for row, ((ids, labels), offset, count) in enumerate(zip(every, features.offsets(), features.lengths,
+                                                              strict=True)):
+        assert ids.shape == labels.shape == (8,), row
+        np.testing.assert_array_equal(ids[:count], features.columns["input_ids"][offset:offset + count])
+        np.testing.assert_array_equal(labels[:count], features.labels[offset:offset + count])
+        assert (ids[count:] == 0).all() and (labels[count:] == IGNORED_LABEL).all()
+    parts = [rows(tf.distribute.InputContext(2, worker, 2)) for worker in range(2)]
+    assert all(sharded for sharded, _ in parts)
+    seen = [tuple(ids) for _, part in parts for ids, _ in part]
+    assert sorted(seen) == sorted(tuple(ids) for ids, _ in every)  # each row once, on one worker
+
+
+@pytest.fixture(scope="module")
+def sentiment(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tfrecord_data")
+    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
+            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
+
+
+def settings(tiny_bert, **extra) -> str:
+    values = {"task.init_checkpoint": tiny_bert, "task.max_seq_length": 32, "trainer.epochs": 2,
+              "trainer.train_batch_size": 16, "trainer.learning_rate": 1e-3,
+              "trainer.static_shapes": True, "runtime.deterministic": True, **extra}
+    return ",".join(f"{key}={value}" for key, value in values.items())
+
+
+@pytest.fixture(scope="module")
+def records(tiny_bert, sentiment, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("records")
+    process = subprocess.run(
+        [sys.executable, CREATE, "--config_file=configs/glue/sst2.yaml", f"--output_dir={folder}",
+         "--num_shards=3", "--params_override=" + settings(tiny_bert, **{
+             "task.train_data.input_path": sentiment[0], "task.validation_data.input_path": sentiment[1]})],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"train: 480 examples, 480 rows in 3 files: {folder}/train-*.tfrecord" in process.stdout
+    return folder
+
+
+def test_metadata_lists_counts_length_and_labels(records):
+    metadata = json.loads((records / "metadata.json").read_text())
+    assert metadata["task"] == "sentence_classification" and metadata["max_seq_length"] == 32
+    assert metadata["label_names"] == ["0", "1"]
+    assert metadata["splits"]["train"]["examples"] == 480
+    assert metadata["splits"]["validation"]["rows"] == 96
+    counts = [sum(1 for _ in tf.data.TFRecordDataset(str(records / name)))
+              for name in metadata["splits"]["train"]["files"]]
+    assert counts == [160, 160, 160]
+
+
+def test_training_from_tfrecords_equals_training_from_tsv(tiny_bert, sentiment, records, tmp_path):
+    runs = {}
+    for name, train, dev in (("tsv", *sentiment),
+                             ("tfrecord", records / "train-*.tfrecord", records / "validation-*.tfrecord")):
+        model_dir = tmp_path / name
+        run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+                "--params_override=" + settings(tiny_bert, **{
+                    "task.train_data.input_path": train, "task.validation_data.input_path": dev}))
+        results = json.loads((model_dir / "eval_results.json").read_text())
+        runs[name] = {key: results[key] for key in COMPARED}
+    assert runs["tfrecord"] == runs["tsv"]  # same batches in the same order
+    assert runs["tsv"]["accuracy"] > 0.9
+
+
+def test_tfrecord_input_errors(tiny_bert, records, tmp_path):
+    with pytest.raises(TfftError, match="no TFRecord file matches"):
+        tfrecords.open_split(str(tmp_path / "train-*.tfrecord"))
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shard = (records / "train-00000-of-00003.tfrecord").read_bytes()
+    (lonely / "train-00000-of-00001.tfrecord").write_bytes(shard)
+    with pytest.raises(TfftError, match="metadata.json' does not exist; TFRecord input needs"):
+        tfrecords.open_split(str(lonely / "train-*.tfrecord"))
+    with pytest.raises(TfftError, match="matches only 1 of the 3 train files"):
+        tfrecords.open_split(str(records / "train-00001-of-00003.tfrecord"))
+
+    def train(**extra):
+        values = settings(tiny_bert, **{"task.train_data.input_path": records / "train-*.tfrecord", **extra})
+        process = run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", "--mode=train",
+                          f"--model_dir={tmp_path / 'model'}", f"--params_override={values}", check=False)
+        assert process.returncode == 1 and "Traceback" not in process.stderr
+        return process.stderr.strip().splitlines()[-1]
+
+    assert "was written with max_seq_length 32 but task.max_seq_length is 16" in train(**{
+        "task.max_seq_length": 16})
+    assert "holds sentence_classification data but task.type is sentence_regression" in train(**{
+        "task.type": "sentence_regression"})
+    assert "was written with labels ['0', '1'] but the config gives ['neg', 'pos']" in train(**{
+        "task.label_list": "[neg,pos]"})
+    assert "task.train_data.max_examples does not apply to TFRecord input" in train(**{
+        "task.train_data.max_examples": 10})
