@@ -42,7 +42,13 @@ def test_schedule_hand_values_and_config():
     # 0, 1/2, then (6 - step) / 4 from step 2 on.
     np.testing.assert_allclose([float(schedule(s)) for s in range(8)], [0, 0.5, 1, 0.75, 0.5, 0.25, 0, 0])
     clone = WarmupLinearDecay.from_config(schedule.get_config())
-    assert clone.get_config() == {"peak": 1.0, "warmup_steps": 2, "total_steps": 6}
+    assert clone.get_config() == {"peak": 1.0, "warmup_steps": 2, "total_steps": 6, "accumulation_steps": 1}
+
+
+def test_schedule_counts_optimizer_updates_under_gradient_accumulation():
+    """Keras passes the batch counter; with 2 batches per update each value holds for 2 batches."""
+    schedule = WarmupLinearDecay(1.0, 2, 6, accumulation_steps=2)
+    np.testing.assert_allclose([float(schedule(s)) for s in range(8)], [0, 0, 0.5, 0.5, 1, 1, 0.75, 0.75])
 
 
 @pytest.fixture(scope="module")
