@@ -90,7 +90,8 @@ def test_non_finite_loss_stops_with_the_step(tiny_bert, tmp_path):
     process = run_cli(
         "tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={tmp_path / 'model'}",
         "--mode=train", f"--params_override=task.init_checkpoint={tiny_bert},task.max_seq_length=16,"
-        f"task.train_data.input_path={train},trainer.train_batch_size=8,trainer.epochs=1",
+        f"task.train_data.input_path={train},task.label_field=score,trainer.train_batch_size=8,"
+        "trainer.epochs=1",
         check=False,
     )
     assert process.returncode == 1

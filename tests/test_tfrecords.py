@@ -115,7 +115,7 @@ def sentiment(tmp_path_factory):
 
 
 def settings(tiny_bert, **extra) -> str:
-    values = {"task.init_checkpoint": tiny_bert, "task.max_seq_length": 32, "trainer.epochs": 2,
+    values = {"task.init_checkpoint": tiny_bert, "task.max_seq_length": 32, "trainer.epochs": 3,
               "trainer.train_batch_size": 16, "trainer.learning_rate": 1e-3,
               "trainer.static_shapes": True, "runtime.deterministic": True, **extra}
     return ",".join(f"{key}={value}" for key, value in values.items())

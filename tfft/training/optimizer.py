@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfft.config import TrainerConfig
@@ -44,6 +45,32 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="tfft")
+class AdamW(keras.optimizers.AdamW):
+    """Keras' AdamW whose global-norm clipping sees the gradient of the whole global batch.
+
+    Keras 3 clips each replica's gradient before the cross-replica sum, so with several
+    replicas ``global_clipnorm`` bounds the replicas' partial gradients, not the
+    gradient of the global batch, and training differs from one device. Here the
+    replicas first sum their gradients, clip the sum, and pass on an equal share each,
+    which the optimizer's own cross-replica sum adds back up to the clipped gradient.
+    """
+
+    def _clip_gradients(self, grads):
+        context = tf.distribute.get_replica_context()
+        if not self.global_clipnorm or context is None or context.num_replicas_in_sync == 1:
+            return super()._clip_gradients(grads)
+        present = [index for index, grad in enumerate(grads) if grad is not None]
+        total = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(grads[i]) for i in present]
+        )
+        clipped, _ = tf.clip_by_global_norm(total, self.global_clipnorm)
+        shares = list(grads)
+        for index, grad in zip(present, clipped, strict=True):
+            shares[index] = grad / context.num_replicas_in_sync
+        return shares
+
+
 def no_decay_variables(model: keras.Model) -> list:
     """Biases and LayerNorm scales/offsets, which are kept out of weight decay."""
     variables = [
@@ -69,7 +96,7 @@ def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Mode
         trainer.learning_rate, math.ceil(trainer.warmup_fraction * total_steps), total_steps,
         accumulation,
     )
-    optimizer = keras.optimizers.AdamW(
+    optimizer = AdamW(
         learning_rate=schedule,
         weight_decay=trainer.weight_decay,
         beta_1=trainer.adam_beta_1,

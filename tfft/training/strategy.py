@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfft.config import RuntimeConfig
 from tfft.errors import TfftError, reason
-from tfft.training import multi_worker_shim
+from tfft.training import distributed_fit_shim
 
 #: How long a grpc:// TPU address may take to accept a connection.
 TPU_CONNECT_SECONDS = 20
@@ -62,6 +62,7 @@ def create_strategy(runtime: RuntimeConfig) -> tf.distribute.Strategy:
     name = runtime.strategy
     if name == "default":
         return tf.distribute.get_strategy()
+    distributed_fit_shim.install()
     if name == "one_device":
         device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
         return tf.distribute.OneDeviceStrategy(device)
@@ -106,7 +107,6 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
             "runtime.strategy=multi_worker needs a TF_CONFIG environment variable with "
             "'cluster' and 'task' entries; set it on every worker"
         )
-    multi_worker_shim.install()
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

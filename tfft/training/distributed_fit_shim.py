@@ -1,19 +1,21 @@
-"""Makes Keras 3 ``fit`` run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
+"""Makes Keras 3 ``fit`` run under multi-replica strategies with per-replica batches.
 
-Keras 3.15's TensorFlow trainer fails twice with more than one worker:
+Keras 3.15's TensorFlow trainer has two faults (keras-team/keras#20585):
 
 1. ``_maybe_symbolic_build`` turns the first distributed input batch into one batch
-   with ``strategy.reduce("MEAN", batch, axis=None)``, which a multi-worker strategy
-   cannot do for ``PerReplica`` inputs ("Attempt to convert a value (PerReplica...)").
-   The build only needs shapes and dtypes, so one local replica's batch serves.
-2. ``reduce_per_replica`` reduces the step's logs with ``strategy.reduce("MEAN", v,
-   axis=0)``, which fails on scalars ("Invalid reduction dimension 0"). The logs are
-   metric results, already synchronised across workers by the metrics' own
-   all-reduce, so the first local value is the value of every replica.
+   with ``strategy.reduce("MEAN", batch, axis=None)``: it averages the *inputs* of the
+   replicas. A multi-worker strategy cannot do that for ``PerReplica`` inputs
+   ("Attempt to convert a value (PerReplica...)"), and under ``MirroredStrategy`` it
+   fails as soon as the replicas' batches are padded to different lengths
+   ("Inputs to operation AddN ... must have the same size and shape"). The build only
+   needs shapes and dtypes, so one local replica's batch serves, for every strategy.
+2. Under a multi-worker strategy, ``reduce_per_replica`` reduces the step's logs with
+   ``strategy.reduce("MEAN", v, axis=0)``, which fails on scalars ("Invalid reduction
+   dimension 0"). The logs are metric results, already synchronised across workers by
+   the metrics' own all-reduce, so the first local value is the value of every replica.
 
-:func:`install` patches exactly these two functions, only for multi-worker
-strategies; everything else keeps Keras' own code. Drop this module when
-https://github.com/keras-team/keras/issues/20585 is fixed.
+:func:`install` patches exactly these two functions; everything else keeps Keras' own
+code. Drop this module when https://github.com/keras-team/keras/issues/20585 is fixed.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ def _first_local(value, strategy):
 
 
 def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    """Builds from one local replica's batch under a multi-worker strategy."""
+    """Builds from one local replica's batch instead of the replicas' mean batch."""
     strategy = self._distribute_strategy
-    if iterator is None or not _is_multi_worker(strategy):
+    if iterator is None or strategy is None:
         return _ORIGINAL_BUILD(self, iterator=iterator, data_batch=data_batch)
     for _, _, batches in iterator:
         data_batch = tree.map_structure(lambda value: _first_local(value, strategy), next(batches))
@@ -55,6 +57,6 @@ def reduce_per_replica(values, strategy, reduction):
 
 
 def install() -> None:
-    """Patches Keras' TensorFlow trainer (idempotent; no effect outside multi-worker runs)."""
+    """Patches Keras' TensorFlow trainer (idempotent)."""
     keras_tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
