@@ -99,6 +99,14 @@ def write_sentiment_tsv(path: Path, count: int, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def sentiment_data(tmp_path_factory) -> tuple[Path, Path]:
+    """Synthetic sentiment TSVs: 480 training and 96 validation sentences."""
+    folder = tmp_path_factory.mktemp("sentiment")
+    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
+            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
+
+
 def run_cli(module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Runs ``python -m module args`` and returns the finished process."""
     process = subprocess.run(

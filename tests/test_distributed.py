@@ -16,18 +16,11 @@ import textwrap
 
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_cli, write_sentiment_tsv
+from conftest import REPO, run_cli
 
 from tfft.training import distributed_fit_shim
 
 METRICS = ("loss", "accuracy", "f1", "matthews_corrcoef")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("distributed_data")
-    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
-            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
 
 
 def overrides(tiny_bert, data, **extra) -> str:
@@ -60,9 +53,9 @@ def assert_same_metrics(got: dict, expected: dict, tolerance: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_device(tiny_bert, data, tmp_path_factory):
+def one_device(tiny_bert, sentiment_data, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("one_device") / "model"
-    train(model_dir, overrides(tiny_bert, data))
+    train(model_dir, overrides(tiny_bert, sentiment_data))
     return results(model_dir)
 
 
@@ -71,9 +64,9 @@ def test_reference_run_learns(one_device):
     assert evaluated["accuracy"] > 0.9 and trained["steps"] == 90
 
 
-def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_bert, data, tmp_path, one_device):
+def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_bert, sentiment_data, tmp_path, one_device):
     model_dir = tmp_path / "mirrored"
-    train(model_dir, overrides(tiny_bert, data, **{
+    train(model_dir, overrides(tiny_bert, sentiment_data, **{
         "trainer.train_batch_size": 8, "runtime.strategy": "mirrored", "runtime.num_cpu_devices": 2,
     }))
     evaluated, trained = results(model_dir)
@@ -81,10 +74,10 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_bert, data, tmp_pat
     assert trained["steps"] == one_device[1]["steps"] == 90
 
 
-def test_gradient_accumulation_matches_the_large_batch(tiny_bert, data, tmp_path, one_device):
+def test_gradient_accumulation_matches_the_large_batch(tiny_bert, sentiment_data, tmp_path, one_device):
     """2 batches of 8 averaged into each update: the updates of batch 16, same schedule."""
     model_dir = tmp_path / "accumulated"
-    train(model_dir, overrides(tiny_bert, data, **{
+    train(model_dir, overrides(tiny_bert, sentiment_data, **{
         "trainer.train_batch_size": 8, "trainer.gradient_accumulation_steps": 2,
     }))
     evaluated, trained = results(model_dir)
@@ -102,11 +95,11 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_two_workers_on_loopback_agree_with_one_process(tiny_bert, data, tmp_path, one_device):
+def test_two_workers_on_loopback_agree_with_one_process(tiny_bert, sentiment_data, tmp_path, one_device):
     """MultiWorkerMirroredStrategy from TF_CONFIG: 2 processes x global batch 8 = batch 16."""
     model_dir = tmp_path / "multi_worker"
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    settings = overrides(tiny_bert, data, **{
+    settings = overrides(tiny_bert, sentiment_data, **{
         "trainer.train_batch_size": 8, "runtime.strategy": "multi_worker",
     })
     workers = []

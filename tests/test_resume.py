@@ -11,7 +11,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, write_sentiment_tsv
+from conftest import REPO, run_cli
 
 from tfft.errors import TfftError
 from tfft.training.backup import Backup, TrainingState
@@ -20,10 +20,8 @@ COMPARED = ("loss", "accuracy", "f1", "matthews_corrcoef", "num_examples")
 
 
 @pytest.fixture(scope="module")
-def command(tiny_bert, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("resume_data")
-    train = write_sentiment_tsv(folder / "train.tsv", 480, seed=1)
-    dev = write_sentiment_tsv(folder / "dev.tsv", 96, seed=2)
+def command(tiny_bert, sentiment_data):
+    train, dev = sentiment_data
     settings = ",".join([
         f"task.init_checkpoint={tiny_bert}", f"task.train_data.input_path={train}",
         f"task.validation_data.input_path={dev}", "task.max_seq_length=32", "trainer.epochs=3",

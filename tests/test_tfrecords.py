@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_cli, write_sentiment_tsv
+from conftest import REPO, run_cli
 from test_question_answering import synthetic_questions, write_squad
 from test_token_classification import synthetic_sentences, write_conll
 
@@ -107,13 +107,6 @@ def test_training_rows_are_fixed_length_and_worker_shards_are_disjoint(tokenizer
     assert sorted(seen) == sorted(tuple(ids) for ids, _ in every)  # each row once, on one worker
 
 
-@pytest.fixture(scope="module")
-def sentiment(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tfrecord_data")
-    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
-            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
-
-
 def settings(tiny_bert, **extra) -> str:
     values = {"task.init_checkpoint": tiny_bert, "task.max_seq_length": 32, "trainer.epochs": 3,
               "trainer.train_batch_size": 16, "trainer.learning_rate": 1e-3,
@@ -122,12 +115,13 @@ def settings(tiny_bert, **extra) -> str:
 
 
 @pytest.fixture(scope="module")
-def records(tiny_bert, sentiment, tmp_path_factory):
+def records(tiny_bert, sentiment_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("records")
     process = subprocess.run(
         [sys.executable, CREATE, "--config_file=configs/glue/sst2.yaml", f"--output_dir={folder}",
          "--num_shards=3", "--params_override=" + settings(tiny_bert, **{
-             "task.train_data.input_path": sentiment[0], "task.validation_data.input_path": sentiment[1]})],
+             "task.train_data.input_path": sentiment_data[0],
+             "task.validation_data.input_path": sentiment_data[1]})],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert process.returncode == 0, process.stderr[-3000:]
@@ -146,9 +140,9 @@ def test_metadata_lists_counts_length_and_labels(records):
     assert counts == [160, 160, 160]
 
 
-def test_training_from_tfrecords_equals_training_from_tsv(tiny_bert, sentiment, records, tmp_path):
+def test_training_from_tfrecords_equals_training_from_tsv(tiny_bert, sentiment_data, records, tmp_path):
     runs = {}
-    for name, train, dev in (("tsv", *sentiment),
+    for name, train, dev in (("tsv", *sentiment_data),
                              ("tfrecord", records / "train-*.tfrecord", records / "validation-*.tfrecord")):
         model_dir = tmp_path / name
         run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, check_export, run_cli, write_sentiment_tsv
+from conftest import REPO, check_export, run_cli
 
 from tfft.config import build_config
 
@@ -26,13 +26,6 @@ def read_scalars(folder) -> dict[str, list[float]]:
         tag: [float(tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)]
         for tag in accumulator.Tags()["tensors"]
     }
-
-
-@pytest.fixture(scope="module")
-def sentiment_data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sentiment")
-    return (write_sentiment_tsv(folder / "train.tsv", 480, seed=1),
-            write_sentiment_tsv(folder / "dev.tsv", 96, seed=2))
 
 
 def overrides(tiny_bert, data, **extra) -> str:
