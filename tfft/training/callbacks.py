@@ -231,14 +231,15 @@ class BestCheckpoint(keras.callbacks.Callback):
     Args:
         monitor: The epoch-log key, e.g. ``val_accuracy``.
         mode: ``max`` or ``min``.
-        path: Where the best weights go (``checkpoints/best.weights.h5``), or None
-            for processes that write no files (they keep the best weights in memory).
+        path: The best weights file (``checkpoints/best.weights.h5``).
         patience: Epochs without improvement before stopping (0 = never stop).
+        write: Whether this process writes ``path`` (the chief). Other workers keep the
+            best weights in memory, and read the chief's file after a restart.
     """
 
-    def __init__(self, monitor: str, mode: str, path: Path | None, patience: int = 0):
+    def __init__(self, monitor: str, mode: str, path: Path, patience: int = 0, write: bool = True):
         super().__init__()
-        self.monitor, self.mode, self.path, self.patience = monitor, mode, path, patience
+        self.monitor, self.mode, self.path, self.patience, self.write = monitor, mode, path, patience, write
         self.best: float | None = None
         self.best_epoch = -1
         self.wait = 0
@@ -261,7 +262,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = float(logs[self.monitor])
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.path is not None:
+            if self.write:
                 save_weights_atomically(self.model, self.path)
             elif self.patience:
                 self._best_weights = self.model.get_weights()
@@ -271,10 +272,10 @@ class BestCheckpoint(keras.callbacks.Callback):
             logging.info("early stopping after epoch %d: %s did not improve on %.4f (epoch %d) "
                          "for %d epochs; restoring the best weights", epoch + 1, self.monitor,
                          self.best, self.best_epoch + 1, self.wait)
-            if self.path is not None:
-                self.model.load_weights(str(self.path))
-            else:
+            if self._best_weights is not None:
                 self.model.set_weights(self._best_weights)
+            else:
+                self.model.load_weights(str(self.path))
             self.model.stop_training = True
 
 

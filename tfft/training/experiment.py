@@ -344,7 +344,7 @@ class Experiment:
             )
             best = BestCheckpoint(
                 f"val_{self.task.main_metric}", self.task.main_metric_mode,
-                self._checkpoint_file("best") if chief else None, trainer.early_stopping_patience,
+                self._checkpoint_file("best"), trainer.early_stopping_patience, write=chief,
             )
             if state.callbacks:
                 best.load_state(state.callbacks)
