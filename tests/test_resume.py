@@ -177,3 +177,13 @@ def test_backup_of_another_config_is_refused(tmp_path):
                                         r"rerun with the same config to resume it, or delete"):
         Backup(tmp_path, small_model(2), {"trainer": {"learning_rate": 1e-3}}).restore()
 
+
+
+def test_a_rerun_with_another_config_stops_before_touching_the_run(tmp_path):
+    from tfft.training.backup import check_resumable
+
+    Backup(tmp_path, small_model(1), {"task": {"max_seq_length": 128}}).save(TrainingState(), 7)
+    check_resumable(tmp_path, {"task": {"max_seq_length": 128}})
+    with pytest.raises(TfftError, match=r"\(task.max_seq_length: 128 then, 64 now\)"):
+        check_resumable(tmp_path, {"task": {"max_seq_length": 64}})
+    check_resumable(tmp_path / "elsewhere", {})  # no backup: nothing to check

@@ -133,11 +133,11 @@ class Backup:
             )
 
         try:
-            record = json.loads((latest / STATE_FILE).read_text())
-            sizes, config = record.pop("files"), record.pop("config")
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            record = _read_record(latest)
+        except (OSError, ValueError, AttributeError) as error:
             raise damaged(f"unreadable {STATE_FILE}: {reason(error)}") from None
-        self._check_config(config)
+        sizes = record.pop("files")
+        _check_config(self.folder, self.config, record.pop("config"))
         for name, size in sizes.items():
             path = latest / name
             if not path.is_file() or path.stat().st_size != size:
@@ -151,19 +151,47 @@ class Backup:
                      state.batches)
         return state
 
-    def _check_config(self, saved: dict) -> None:
-        now, before = _flat(self.config), _flat(saved)
-        changed = sorted(key for key in now.keys() | before.keys()
-                         if key not in RESUMABLE_CHANGES and now.get(key) != before.get(key))
-        if changed:
-            key = changed[0]
-            raise TfftError(
-                f"'{self.folder}' holds the backup of an interrupted run with another config "
-                f"({key}: {before.get(key)!r} then, {now.get(key)!r} now); rerun with the same "
-                f"config to resume it, or delete '{self.folder}' to start over"
-            )
-
     def remove(self) -> None:
         """Deletes every backup (training finished)."""
         if self.writer:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _read_record(backup: Path) -> dict:
+    """A backup's ``state.json`` (raises OSError/ValueError/AttributeError when unreadable)."""
+    record = json.loads((backup / STATE_FILE).read_text())
+    if not isinstance(record.get("files"), dict) or not isinstance(record.get("config"), dict):
+        raise ValueError("no files or config entry")
+    return record
+
+
+def _check_config(folder: Path, now: dict, then: dict) -> None:
+    now, then = _flat(now), _flat(then)
+    changed = sorted(key for key in now.keys() | then.keys()
+                     if key not in RESUMABLE_CHANGES and now.get(key) != then.get(key))
+    if changed:
+        key = changed[0]
+        raise TfftError(
+            f"'{folder}' holds the backup of an interrupted run with another config "
+            f"({key}: {then.get(key)!r} then, {now.get(key)!r} now); rerun with the same "
+            f"config to resume it, or delete '{folder}' to start over"
+        )
+
+
+def check_resumable(model_dir: Path, config: dict) -> None:
+    """Fails early if ``model_dir`` holds the backup of a run with another config.
+
+    Only the newest backup's ``state.json`` is read (no model needed), so a run can
+    check this before it writes anything; a damaged one is left to :meth:`Backup.restore`.
+
+    Raises:
+        TfftError: for a backup of another config.
+    """
+    folder = Path(model_dir) / BACKUP_DIR
+    backups = sorted(folder.glob("step-*")) if folder.is_dir() else []
+    try:
+        then = _read_record(backups[-1])["config"] if backups else None
+    except (OSError, ValueError, AttributeError):
+        return
+    if then is not None:
+        _check_config(folder, config, then)

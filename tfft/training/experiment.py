@@ -33,7 +33,7 @@ from tfft.data.features import Features
 from tfft.data.pipeline import BatchPlan, InMemorySource, TrainingSource, distribute, epoch_dataset
 from tfft.errors import TfftError
 from tfft.tasks import Task, get_task
-from tfft.training.backup import Backup, TrainingState
+from tfft.training.backup import Backup, TrainingState, check_resumable
 from tfft.training.callbacks import (
     Backups,
     BestCheckpoint,
@@ -194,6 +194,8 @@ class Experiment:
         if files is None:
             examples = self._read("train_data")
             self.task.prepare(examples)
+        if self.config.trainer.backup_steps >= 0:  # Before params.yaml changes.
+            check_resumable(self.model_dir, to_dict(self.config))
         if self.worker.is_chief:
             save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
         checkpoint, tokenizer = modeling.load_pretrained(self.task)
