@@ -98,7 +98,7 @@ def test_tfft_train_without_a_tpu_is_a_one_line_error(tiny_bert, tmp_path):
     process = run_cli(
         "tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'model'}",
         f"--params_override=task.init_checkpoint={tiny_bert},task.train_data.input_path={data},"
-        "runtime.strategy=tpu,runtime.tpu=local,runtime.mixed_precision=mixed_bfloat16", check=False,
+        "runtime.mixed_precision=mixed_bfloat16", "--tpu=local", check=False,
     )
     assert process.returncode == 1 and "Traceback" not in process.stderr
     assert process.stderr.strip().splitlines()[-1].startswith(

@@ -3,6 +3,7 @@ r"""``tfft-train``: fine-tune, evaluate or predict with one config.
 Example:
     tfft-train --config_file=configs/glue/sst2.yaml --model_dir=/tmp/sst2 \\
         --mode=train_and_eval --params_override=trainer.epochs=1
+    tfft-train --config_file=configs/glue/sst2.yaml --model_dir=/tmp/sst2 --tpu=local
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ flags.DEFINE_enum(
     "For predict: jsonl (default of sentence and token tasks), conll (token<TAB>tag lines; "
     "token tasks) or json (question answering: predictions.json + nbest_predictions.json).",
 )
+flags.DEFINE_string(
+    "tpu", "",
+    "Train on this Cloud TPU: 'local' on a TPU VM, the TPU's name, or grpc://host:8470 "
+    "(sets runtime.strategy=tpu and runtime.tpu, after the config files and overrides).",
+)
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
@@ -36,10 +42,13 @@ def main(argv):
     """Builds the config and runs the experiment."""
     with user_errors("tfft-train", argv):
         model_dir = Path(FLAGS.model_dir)
+        overrides = list(FLAGS.params_override)
+        if FLAGS.tpu:
+            overrides.append({"runtime": {"strategy": "tpu", "tpu": FLAGS.tpu}})
         if FLAGS.mode in ("eval", "predict"):
-            config = modeling.load_run_config(model_dir, FLAGS.config_file, FLAGS.params_override)
+            config = modeling.load_run_config(model_dir, FLAGS.config_file, overrides)
         else:
-            config = build_config(FLAGS.config_file, FLAGS.params_override)
+            config = build_config(FLAGS.config_file, overrides)
         Experiment(config, model_dir).run(FLAGS.mode, FLAGS.checkpoint, FLAGS.output_format)
 
 
