@@ -246,7 +246,8 @@ class Experiment:
         if steps_per_epoch % accumulation:
             logging.warning("%d batches per epoch are not a multiple of trainer.gradient_accumulation_"
                             "steps=%d: updates straddle epoch ends", steps_per_epoch, accumulation)
-        model, backbone = self._compiled_model(checkpoint, steps_per_epoch * trainer.epochs // accumulation)
+        total_updates = steps_per_epoch * trainer.epochs // accumulation
+        model, backbone = self._compiled_model(checkpoint, total_updates)
         if self.worker.is_chief:
             modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
         progress = Progress(batches_per_epoch=steps_per_epoch, epochs=trainer.epochs,
@@ -257,21 +258,9 @@ class Experiment:
             progress, backup, state, source, validation_features, backbone
         )
         logging.info("training %d steps (%d epochs of %d batches, global batch %d on %d replicas)",
-                     steps_per_epoch * trainer.epochs // accumulation, trainer.epochs, steps_per_epoch,
-                     plan.global_batch_size, self.replicas)
-        start, batches_run, loss, epoch = time.perf_counter(), 0, float("nan"), state.epoch
-        for epoch in range(state.epoch, trainer.epochs):
-            skip = state.batches if epoch == state.epoch else 0
-            progress.epoch, progress.first_batch = epoch, skip
-            dataset = distribute(
-                self.strategy, lambda context, e=epoch, s=skip: epoch_dataset(source, plan, e, s, context)
-            )
-            history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, shuffle=False,
-                                steps_per_epoch=steps_per_epoch - skip, callbacks=callbacks, verbose=0)
-            batches_run += steps_per_epoch - skip
-            loss = float(history.history["loss"][-1])
-            if model.stop_training:
-                break
+                     total_updates, trainer.epochs, steps_per_epoch, plan.global_batch_size, self.replicas)
+        start = time.perf_counter()
+        epochs, batches_run, loss = self._fit(model, source, plan, progress, state, callbacks)
         train_seconds = time.perf_counter() - start - (validation.seconds if validation else 0.0)
         if self.worker.is_chief:
             save_weights_atomically(model, self._checkpoint_file("final"))
@@ -279,7 +268,7 @@ class Experiment:
         examples_trained = source.num_examples * batches_run / steps_per_epoch
         results = {
             "steps": int(model.optimizer.iterations.numpy()),
-            "epochs": epoch + 1,
+            "epochs": epochs,
             "train_examples": source.num_examples,
             # Whole fit() time without validation, tracing and first step included.
             "train_seconds": train_seconds,
@@ -298,6 +287,28 @@ class Experiment:
             final = self._inference_copy(backbone.hf_config)(model)
             return self._final_evaluation(final, validation_features, self._checkpoint_file("final"))
         return results
+
+    def _fit(self, model, source: TrainingSource, plan: BatchPlan, progress: Progress,
+             state: TrainingState, callbacks: list) -> tuple[int, int, float]:
+        """One ``fit`` call per epoch from ``state`` on (a resumed epoch skips its trained batches).
+
+        Returns:
+            ``(epochs done, batches trained here, last epoch's training loss)``.
+        """
+        batches_run, loss, epoch = 0, float("nan"), state.epoch
+        for epoch in range(state.epoch, progress.epochs):
+            skip = state.batches if epoch == state.epoch else 0
+            progress.epoch, progress.first_batch = epoch, skip
+            dataset = distribute(
+                self.strategy, lambda context, e=epoch, s=skip: epoch_dataset(source, plan, e, s, context)
+            )
+            history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0,
+                                steps_per_epoch=progress.batches_per_epoch - skip, callbacks=callbacks)
+            batches_run += progress.batches_per_epoch - skip
+            loss = float(history.history["loss"][-1])
+            if model.stop_training:
+                break
+        return epoch + 1, batches_run, loss
 
     def _compiled_model(self, checkpoint, total_steps: int):
         """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope.
