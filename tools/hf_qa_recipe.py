@@ -188,7 +188,12 @@ def run(checkpoint: str, train_file: Path, eval_file: Path, max_train_examples: 
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    # Trainer's evaluation sampler follows train_sampling_strategy: under "group_by_length"
+    # it reorders the windows, and the logits would no longer line up with ``windows``.
+    trainer.args.train_sampling_strategy = "random"
     start_logits, end_logits = trainer.predict(Rows(inputs)).predictions
+    if len(start_logits) != len(windows):
+        raise RuntimeError(f"{len(start_logits)} predictions for {len(windows)} windows")
     predictions = postprocess_qa_predictions(eval_examples, windows, start_logits, end_logits)
     scores = squad_v1_evaluate(eval_examples, predictions)
     return {"examples_per_second": len(train_examples) * arguments.num_train_epochs / seconds,
