@@ -3,12 +3,21 @@ resumable epochs and per-replica splitting."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfft import evaluation
 from tfft.data.features import Features
-from tfft.data.pipeline import BatchPlan, InMemorySource, epoch_dataset, inference_dataset, restore_order
+from tfft.data.pipeline import (
+    BatchPlan,
+    InMemorySource,
+    epoch_dataset,
+    inference_dataset,
+    length_buckets,
+    restore_order,
+)
 
 
 def train_dataset(features, batch_size, seed, length_grouping=True, static_length=0, epoch=0,
@@ -269,3 +278,39 @@ def test_inference_static_mode_exact_multiple_adds_no_filler():
     assert len(order) == 16 and sorted(order.tolist()) == list(range(16))
     outputs, _ = fake_model_outputs(dataset)
     np.testing.assert_array_equal(restore_order(outputs, order, count)[:, 0], np.arange(1, 17))
+
+
+def test_length_buckets_are_runs_of_whole_sorted_batches():
+    lengths = random_lengths(75, seed=11, high=100)
+    runs = length_buckets(lengths, batch_size=8, max_length=96, step=32)
+    indices = np.concatenate([run for run, _ in runs])
+    assert sorted(indices.tolist()) == list(range(75))  # every example exactly once
+    np.testing.assert_array_equal(lengths[indices], np.sort(lengths))
+    assert [length for _, length in runs] == [32, 64, 96]
+    for number, (run, length) in enumerate(runs):
+        assert lengths[run].max() <= length or length == 96
+        if number < len(runs) - 1:
+            assert len(run) % 8 == 0  # batches are not split between runs
+
+
+class TokenEcho(keras.Model):
+    """Per-token outputs ``[batch, seq, 2]``: the token id and its position; -5 at padding."""
+
+    def call(self, inputs):
+        ids = keras.ops.cast(inputs["input_ids"], "float32")
+        positions = keras.ops.cast(keras.ops.arange(keras.ops.shape(ids)[1]), "float32")
+        positions = keras.ops.broadcast_to(positions[None], keras.ops.shape(ids))
+        real = keras.ops.cast(inputs["attention_mask"], "bool")[..., None]
+        return keras.ops.where(real, keras.ops.stack([ids, positions], axis=-1), -5.0)
+
+
+@pytest.mark.parametrize("full_batches", [False, True])
+def test_per_token_outputs_by_length_bucket_equal_the_fully_padded_ones(full_batches):
+    features = make_features(random_lengths(45, seed=12, high=70), labeled=False)
+    model = TokenEcho()
+    static, _ = evaluation.predict(model, features, 8, static_length=72, full_batches=full_batches)
+    bucketed, _ = evaluation.predict(model, features, 8, full_batches=full_batches,
+                                     output_length=72, output_padding=-5.0)
+    assert bucketed.shape == static.shape == (45, 72, 2)
+    np.testing.assert_array_equal(bucketed, static)
+    np.testing.assert_array_equal(bucketed[:, 0, 0], np.arange(1, 46))  # example order

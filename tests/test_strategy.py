@@ -119,7 +119,7 @@ def test_tpu_runs_get_static_shapes_everywhere(tiny_bert, tmp_path, monkeypatch)
     assert not config.trainer.static_shapes
     monkeypatch.setattr(Experiment, "on_tpu", property(lambda self: True))
     experiment = Experiment(config, tmp_path / "model")
-    assert experiment.static_length == experiment.inference_length == 24
+    assert experiment.static_length == 24
     features = experiment.task.encode(experiment._read("train_data"), load_tokenizer(tiny_bert))
     source = InMemorySource(features)
     plan = experiment._batch_plan(source)

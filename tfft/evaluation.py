@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 
+import keras
 import numpy as np
 
 from tfft.data.features import Features
-from tfft.data.pipeline import inference_dataset, restore_order
+from tfft.data.pipeline import inference_dataset, length_buckets, restore_order
 from tfft.tasks import Task
 
 
 def predict(model, features: Features, batch_size: int, static_length: int = 0,
-            full_batches: bool = False):
+            full_batches: bool = False, output_length: int = 0, output_padding: float = 0.0):
     """Model outputs for every example, in the examples' order.
 
     Args:
@@ -21,17 +22,50 @@ def predict(model, features: Features, batch_size: int, static_length: int = 0,
         batch_size: Global batch size.
         static_length: Pad every batch to this length (0: to its longest example).
         full_batches: Fill the last batch (needed with several replicas).
+        output_length: For per-token outputs ``[batch, seq, ...]``: their length. Without
+            ``static_length``, batches are padded only to their length bucket
+            (:func:`~tfft.data.pipeline.length_buckets`), one ``model.predict`` per
+            bucket, and the outputs padded to ``output_length`` afterwards.
+        output_padding: The value of per-token outputs past a bucket's length.
 
     Returns:
         ``(outputs, seconds)``: outputs as numpy (or a dict of them) and wall time.
     """
-    dataset, order, count = inference_dataset(
-        features, batch_size, static_length=static_length, full_batches=full_batches
-    )
     start = time.perf_counter()
-    outputs = model.predict(dataset, verbose=0)
-    seconds = time.perf_counter() - start
-    return restore_order(outputs, order, count), seconds
+    if output_length and not static_length:
+        outputs = _predict_by_length(model, features, batch_size, full_batches, output_length,
+                                     output_padding)
+    else:
+        dataset, order, count = inference_dataset(
+            features, batch_size, static_length=static_length, full_batches=full_batches
+        )
+        outputs = restore_order(model.predict(dataset, verbose=0), order, count)
+    return outputs, time.perf_counter() - start
+
+
+def _predict_by_length(model, features: Features, batch_size: int, full_batches: bool,
+                       output_length: int, padding: float):
+    """Per-token outputs predicted one length bucket at a time, padded to ``output_length``."""
+    parts, order = [], []
+    for indices, length in length_buckets(features.lengths, batch_size, output_length):
+        dataset, bucket_order, count = inference_dataset(
+            features.take(indices), batch_size, sort_by_length=False, full_batches=full_batches,
+            pad_length=length,
+        )
+        outputs = restore_order(model.predict(dataset, verbose=0), bucket_order, count)
+        parts.append(keras.tree.map_structure(
+            lambda value, length=length: _pad_tokens(value, output_length - length, padding), outputs
+        ))
+        order.append(indices)
+    outputs = keras.tree.map_structure(lambda *values: np.concatenate(values), *parts)
+    return restore_order(outputs, np.concatenate(order), len(features))
+
+
+def _pad_tokens(value: np.ndarray, extra: int, padding: float) -> np.ndarray:
+    """Pads axis 1 (tokens) of ``value`` with ``extra`` positions of ``padding``."""
+    widths = [(0, 0)] * value.ndim
+    widths[1] = (0, extra)
+    return np.pad(value, widths, constant_values=padding)
 
 
 def evaluate(task: Task, model, features: Features, batch_size: int, static_length: int = 0,
@@ -43,7 +77,8 @@ def evaluate(task: Task, model, features: Features, batch_size: int, static_leng
     Returns:
         ``(metrics, outputs)``.
     """
-    outputs, seconds = predict(model, features, batch_size, static_length, full_batches)
+    outputs, seconds = predict(model, features, batch_size, static_length, full_batches,
+                               task.prediction_length, task.prediction_padding)
     metrics = task.evaluate(np.asarray(outputs), features)
     metrics["examples_per_second"] = features.num_examples / seconds if seconds else 0.0
     metrics["num_examples"] = features.num_examples

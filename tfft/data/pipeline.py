@@ -213,7 +213,7 @@ def distribute(strategy: tf.distribute.Strategy, dataset_fn):
 
 def inference_dataset(
     features: Features, batch_size: int, sort_by_length: bool = True, static_length: int = 0,
-    full_batches: bool = False,
+    full_batches: bool = False, pad_length: int = 0,
 ) -> tuple[tf.data.Dataset, np.ndarray, int]:
     """Unshuffled padded input batches for prediction, and how to undo their order.
 
@@ -221,6 +221,15 @@ def inference_dataset(
     ``full_batches`` (several replicas), the last batch is filled up with copies of the
     last example; their outputs are dropped by :func:`restore_order`, so no example is
     lost or counted twice.
+
+    Args:
+        features: The examples' features.
+        batch_size: Global batch size.
+        sort_by_length: Sort the examples by length first.
+        static_length: Static shapes (TPUs): every batch is ``[batch_size, static_length]``.
+        full_batches: Fill the last batch up (several replicas).
+        pad_length: Pad every batch to this length, whatever its size (0: to its longest
+            example). Ignored with ``static_length``.
 
     Returns:
         ``(dataset, order, count)``; pass ``order`` and ``count`` to
@@ -233,8 +242,34 @@ def inference_dataset(
         order = np.concatenate([order, np.full(filler, order[-1])])
     dataset = tf.data.Dataset.from_tensor_slices(_ragged_slices(features.take(order)))
     fixed = batch_size if static_length else None
-    dataset = dataset.ragged_batch(batch_size).map(lambda x: _pad(x, static_length, fixed))
+    length = static_length or pad_length
+    dataset = dataset.ragged_batch(batch_size).map(lambda x: _pad(x, length, fixed))
     return dataset.prefetch(tf.data.AUTOTUNE), order, count
+
+
+def length_buckets(lengths: np.ndarray, batch_size: int, max_length: int,
+                   step: int = 32) -> list[tuple[np.ndarray, int]]:
+    """Examples sorted by length, cut into runs of whole batches that share a padding length.
+
+    A batch pads to its longest example rounded up to a multiple of ``step`` (at most
+    ``max_length``); consecutive batches with the same padding form one run. Per-token
+    outputs can then be predicted a run at a time (each run has one shape) without
+    padding every batch to ``max_length``.
+
+    Returns:
+        ``(indices, length)`` per run: example indices in length order, and the run's
+        padding length.
+    """
+    order = np.argsort(lengths, kind="stable")
+    runs: list[tuple[list[np.ndarray], int]] = []
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        length = min(max_length, -(-int(lengths[batch[-1]]) // step) * step)
+        if runs and runs[-1][1] == length:
+            runs[-1][0].append(batch)
+        else:
+            runs.append(([batch], length))
+    return [(np.concatenate(batches), length) for batches, length in runs]
 
 
 def restore_order(outputs, order: np.ndarray, count: int):

@@ -85,8 +85,11 @@ class Task(abc.ABC):
 
     @property
     def prediction_length(self) -> int:
-        """Padding length for inference when outputs are per token (0: per batch)."""
+        """Length that per-token outputs are padded to at inference (0: outputs per example)."""
         return 0
+
+    #: The value of per-token outputs at positions past a batch's padding.
+    prediction_padding: float = 0.0
 
     @abc.abstractmethod
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[Any]:

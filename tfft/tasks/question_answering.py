@@ -124,6 +124,7 @@ class QuestionAnswering(Task):
 
     name = "question_answering"
     default_main_metric = "f1"
+    prediction_padding = PADDING_LOGIT
     metric_names = (
         "loss", "exact_match", "f1", "HasAns_exact_match", "HasAns_f1", "NoAns_exact_match",
         "NoAns_f1", "best_exact_match", "best_f1",
@@ -144,7 +145,7 @@ class QuestionAnswering(Task):
 
     @property
     def prediction_length(self) -> int:
-        """Outputs are per token: inference pads every batch to ``max_seq_length``."""
+        """Outputs are per token: inference pads them to ``max_seq_length``."""
         return self.config.max_seq_length
 
     # --- data --------------------------------------------------------------------------

@@ -59,7 +59,7 @@ class TokenClassification(Task):
 
     @property
     def prediction_length(self) -> int:
-        """Outputs are per token: inference pads every batch to ``max_seq_length``."""
+        """Outputs are per token: inference pads them to ``max_seq_length``."""
         return self.config.max_seq_length
 
     # --- data --------------------------------------------------------------------------

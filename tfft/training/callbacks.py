@@ -202,6 +202,11 @@ class Validation(keras.callbacks.Callback):
         self.inference_model = inference_model or (lambda model: model)
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.seconds = 0.0
+        self.latest: tuple[int, dict] | None = None
+
+    def metrics_at(self, step: int) -> dict | None:
+        """The metrics of the latest validation if it ran after optimizer step ``step``."""
+        return dict(self.latest[1]) if self.latest and self.latest[0] == step else None
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
         start = time.perf_counter()
@@ -210,8 +215,10 @@ class Validation(keras.callbacks.Callback):
             self.static_length, self.full_batches,
         )
         self.seconds += time.perf_counter() - start
+        step = int(self.model.optimizer.iterations.numpy())
+        self.latest = (step, metrics)
         if self.writer is not None:
-            with self.writer.as_default(step=int(self.model.optimizer.iterations.numpy())):
+            with self.writer.as_default(step=step):
                 for name, value in metrics.items():
                     if name != "num_examples":
                         tf.summary.scalar(name, value)

@@ -111,11 +111,6 @@ class Experiment:
         return self.config.task.max_seq_length if static else 0
 
     @property
-    def inference_length(self) -> int:
-        """Fixed padding length for evaluation and prediction (static shapes or per-token outputs)."""
-        return self.static_length or self.task.prediction_length
-
-    @property
     def eval_batch_size(self) -> int:
         """Global evaluation batch size."""
         return self.config.trainer.eval_batch_size * self.replicas
@@ -139,7 +134,8 @@ class Experiment:
         with self._model_scope():
             model, tokenizer, weights = modeling.restore_task_model(self.model_dir, self.task, checkpoint)
         if mode == "eval":
-            return self._final_evaluation(model, self._validation_features(tokenizer), weights)
+            metrics, _ = self._evaluate(model, self._validation_features(tokenizer))
+            return self._write_eval_results(metrics, weights)
         return self.predict(model, tokenizer, output_format)
 
     # --- data --------------------------------------------------------------------------
@@ -280,13 +276,19 @@ class Experiment:
         if state.epoch or state.batches:
             results["resumed_from"] = {"epoch": state.epoch + 1, "batches": state.batches}
         write_json(self.output_dir / "train_results.json", results)
+        if not with_validation:
+            return results
         # Evaluation, prediction and export run in float32, so eval_results.json holds
-        # exactly what the exported model computes.
+        # exactly what the exported model computes. Float32 weights that the last
+        # validation saw as they are now need no second pass.
+        metrics = None
+        if self.config.runtime.mixed_precision == "float32":
+            metrics = validation.metrics_at(results["steps"])
         set_precision("float32")
-        if with_validation:
+        if metrics is None:
             final = self._inference_copy(backbone.hf_config)(model)
-            return self._final_evaluation(final, validation_features, self._checkpoint_file("final"))
-        return results
+            metrics, _ = self._evaluate(final, validation_features)
+        return self._write_eval_results(metrics, self._checkpoint_file("final"))
 
     def _fit(self, model, source: TrainingSource, plan: BatchPlan, progress: Progress,
              state: TrainingState, callbacks: list) -> tuple[int, int, float]:
@@ -353,7 +355,7 @@ class Experiment:
             local = self._inference_copy(backbone.hf_config) if self.worker.multi_worker else None
             validation = Validation(
                 self.task, validation_features, self.eval_batch_size, logs("validation"),
-                self.inference_length, self.replicas > 1 and not local, local,
+                self.static_length, self.replicas > 1 and not local, local,
             )
             best = BestCheckpoint(
                 f"val_{self.task.main_metric}", self.task.main_metric_mode,
@@ -376,12 +378,14 @@ class Experiment:
 
     # --- evaluation and prediction -------------------------------------------------------
 
-    def _final_evaluation(self, model, features: Features, weights: Path) -> dict:
-        metrics, _ = evaluation.evaluate(
-            self.task, model, features, self.eval_batch_size, self.inference_length,
+    def _evaluate(self, model, features: Features):
+        return evaluation.evaluate(
+            self.task, model, features, self.eval_batch_size, self.static_length,
             full_batches=self.replicas > 1 and not self.worker.multi_worker,
         )
-        metrics["checkpoint"] = str(weights)
+
+    def _write_eval_results(self, metrics: dict, weights: Path) -> dict:
+        metrics = {**metrics, "checkpoint": str(weights)}
         write_json(self.output_dir / "eval_results.json", metrics)
         logging.info("eval results: %s", metrics)
         return metrics
@@ -395,8 +399,9 @@ class Experiment:
         examples = self._read(split, labeled=False)
         features = self.task.encode(examples, tokenizer)
         outputs, _ = evaluation.predict(
-            model, features, self.eval_batch_size, self.inference_length,
+            model, features, self.eval_batch_size, self.static_length,
             full_batches=self.replicas > 1 and not self.worker.multi_worker,
+            output_length=self.task.prediction_length, output_padding=self.task.prediction_padding,
         )
         rows = self.task.predictions(examples, features, outputs)
         path = self.task.write_predictions(rows, self.output_dir, output_format)
