@@ -39,8 +39,8 @@ def fine_tune(config: str, checkpoint, train, dev, model_dir, **extra):
 def tfft_outputs(model_dir, texts, pairs=None) -> tuple[np.ndarray, dict]:
     """The restored float32 task model's outputs, and the encoded batch."""
     from tfft import modeling
+    from tfft.modeling import set_precision
     from tfft.tasks import get_task
-    from tfft.training.strategy import set_precision
 
     set_precision("float32")
     task = get_task(modeling.load_run_config(model_dir).task)

@@ -13,7 +13,8 @@ from conftest import run_cli, write_sentiment_tsv
 
 from tfft.config import RuntimeConfig
 from tfft.errors import TfftError
-from tfft.training.strategy import configure_runtime, create_strategy, set_precision
+from tfft.modeling import set_precision
+from tfft.training.strategy import configure_runtime, create_strategy
 
 
 def test_default_and_one_device_strategies():

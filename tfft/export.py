@@ -31,7 +31,6 @@ from tfft.backbones.saving import write_hf_folder
 from tfft.data.tokenization import save_tokenizer
 from tfft.errors import TfftError
 from tfft.tasks import Task, get_task
-from tfft.training.strategy import set_precision
 
 
 class ServingModule(tf.Module):
@@ -71,7 +70,7 @@ def _restore_for_export(model_dir: Path, export_dir: Path, checkpoint: str):
     if export_dir.exists() and any(export_dir.iterdir()):
         raise TfftError(f"--export_dir '{export_dir}' is not empty; choose a new directory")
     config = modeling.load_run_config(model_dir)
-    set_precision("float32")  # Export float32 weights whatever the training precision was.
+    modeling.set_precision("float32")  # Export float32 weights whatever the training precision was.
     task = get_task(config.task)
     model, tokenizer, _ = modeling.restore_task_model(model_dir, task, checkpoint)
     return task, model, tokenizer

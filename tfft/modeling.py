@@ -12,7 +12,11 @@ original checkpoint:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+import keras
+import tensorflow as tf
 
 from tfft import backbones
 from tfft.backbones.checkpoint import Checkpoint, open_checkpoint, read_config, resolve_checkpoint
@@ -26,6 +30,16 @@ CHECKPOINTS_DIR = "checkpoints"
 PARAMS_FILE = "params.yaml"
 LABELS_FILE = "labels.txt"
 CHECKPOINT_NAMES = ("final", "best", "latest")
+
+
+def set_precision(policy: str) -> None:
+    """Sets the global Keras dtype policy (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
+
+    Under ``mixed_float16`` Keras wraps the optimizer in dynamic loss scaling.
+    """
+    if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
+        logging.warning("mixed_float16 without a GPU is slow; mixed_bfloat16 suits CPUs and TPUs")
+    keras.mixed_precision.set_global_policy(policy)
 
 
 def _override(value: float) -> float | None:

@@ -45,7 +45,7 @@ from tfft.training.callbacks import (
     save_weights_atomically,
 )
 from tfft.training.optimizer import create_optimizer
-from tfft.training.strategy import configure_runtime, create_strategy, set_precision, worker_of
+from tfft.training.strategy import configure_runtime, create_strategy, worker_of
 
 MODES = ("train", "eval", "train_and_eval", "predict")
 #: ``--output_format`` values for predictions (each task writes some of them).
@@ -284,7 +284,7 @@ class Experiment:
         metrics = None
         if self.config.runtime.mixed_precision == "float32":
             metrics = validation.metrics_at(results["steps"])
-        set_precision("float32")
+        modeling.set_precision("float32")
         if metrics is None:
             final = self._inference_copy(backbone.hf_config)(model)
             metrics, _ = self._evaluate(final, validation_features)
@@ -318,7 +318,7 @@ class Experiment:
         The optimizer is built too, so that a backup can be restored into it.
         """
         trainer = self.config.trainer
-        set_precision(self.config.runtime.mixed_precision)
+        modeling.set_precision(self.config.runtime.mixed_precision)
         with self.strategy.scope():
             model, backbone = modeling.build_task_model(self.task, checkpoint.config(), checkpoint)
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)

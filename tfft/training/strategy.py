@@ -1,4 +1,4 @@
-"""Devices, the ``tf.distribute`` strategy and the Keras dtype policy from the runtime config.
+"""Devices and the ``tf.distribute`` strategy from the runtime config.
 
 Call :func:`configure_runtime` before anything else touches TensorFlow's devices:
 logical CPU devices and op determinism can only be set before the runtime starts.
@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import socket
 
-import keras
 import tensorflow as tf
 
 from tfft.config import RuntimeConfig
@@ -165,13 +163,3 @@ def worker_of(strategy: tf.distribute.Strategy) -> Worker:
     is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec)
     count = sum(len(spec.get(job, [])) for job in ("chief", "worker"))
     return Worker(is_chief, "" if is_chief else f"{task_type}_{task_id}", count > 1)
-
-
-def set_precision(policy: str) -> None:
-    """Sets the global Keras dtype policy (``float32``, ``mixed_float16``, ``mixed_bfloat16``).
-
-    Under ``mixed_float16`` Keras wraps the optimizer in dynamic loss scaling.
-    """
-    if policy == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
-        logging.warning("mixed_float16 without a GPU is slow; mixed_bfloat16 suits CPUs and TPUs")
-    keras.mixed_precision.set_global_policy(policy)
