@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -15,6 +17,7 @@ from tfft.config import (
     load_yaml,
     parse_overrides,
     save_yaml,
+    task_config,
     to_dict,
 )
 from tfft.errors import TfftError
@@ -249,8 +252,8 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
 
 def test_save_yaml_round_trips(tmp_path):
     config = build_config(overrides=(
-        "task.type=sentence_regression,task.text_fields=[sentence1, sentence2],task.label_field=score,"
-        "task.label_list=['a,b', c],trainer.learning_rate=5e-5,trainer.adam_epsilon=1e-6,"
+        "task.type=sentence_classification,task.text_fields=[sentence1, sentence2],task.label_field=score,"
+        "task.label_list=['a,b', c],task.num_labels=2,trainer.learning_rate=5e-5,trainer.adam_epsilon=1e-6,"
         "trainer.jit_compile=true,runtime.strategy=tpu,runtime.tpu=local,"
         "task.predict_data.input_path=tfds:glue/stsb/test,task.predict_data.max_examples=7"
     ))
@@ -272,3 +275,87 @@ def test_unclosed_quote_is_an_error():
 def test_several_override_strings_apply_in_order():
     config = build_config([], ["trainer.epochs=2,trainer.learning_rate=1e-4", "trainer.epochs=5"])
     assert config.trainer.epochs == 5 and config.trainer.learning_rate == 1e-4
+
+
+# --- task sections ----------------------------------------------------------------------------------
+
+#: A token_classification params.yaml as tfft wrote it before tasks had their own sections.
+LEGACY_PARAMS = """
+task:
+  type: token_classification
+  init_checkpoint: /models/bert
+  tokenizer: ''
+  max_seq_length: 64
+  num_labels: 3
+  label_list: [O, B-PER, I-PER]
+  text_fields: [tokens]
+  label_field: ner
+  tag_column: -1
+  tag_scheme: iob2
+  label_all_subwords: false
+  doc_stride: 128
+  max_query_length: 64
+  n_best_size: 20
+  max_answer_length: 30
+  version_2_with_negative: false
+  null_score_diff_threshold: 0.0
+  main_metric: ''
+  hidden_dropout: -1.0
+  attention_dropout: -1.0
+  classifier_dropout: -1.0
+  train_data: {input_path: train.conll, max_examples: 0, format: conll}
+  validation_data: {input_path: '', max_examples: 0, format: auto}
+  predict_data: {input_path: '', max_examples: 0, format: auto}
+trainer:
+  epochs: 2
+"""
+
+
+def test_task_type_picks_its_config_section():
+    config = build_config(overrides="task.type=question_answering,task.doc_stride=64")
+    assert type(config.task).__name__ == "QuestionAnsweringConfig"
+    assert config.task.doc_stride == 64 and config.task.max_query_length == 64
+    assert not hasattr(config.task, "label_list")
+    assert not hasattr(build_config().task, "doc_stride")
+    # The type may come after the task's keys, in a later file or override.
+    later_type = build_config(overrides=["task.doc_stride=32", "task.type=question_answering"])
+    assert later_type.task.doc_stride == 32
+
+
+def test_key_of_another_task_is_an_error_naming_its_task(tmp_path):
+    with pytest.raises(TfftError, match=r"^config key 'task\.doc_stride' belongs to question_answering, "
+                                        r"not to task\.type 'sentence_classification'; remove it"):
+        build_config(overrides="task.doc_stride=128")
+    path = write(tmp_path / "qa_keys.yaml", "task:\n  type: sentence_regression\n  n_best_size: 5\n")
+    with pytest.raises(TfftError, match=r"'task\.n_best_size' belongs to question_answering"):
+        build_config([path])
+    with pytest.raises(TfftError, match=r"unknown config key 'task\.stride'; known keys here: "):
+        build_config(overrides="task.type=question_answering,task.stride=3")
+
+
+def test_params_yaml_of_older_versions_still_loads(tmp_path):
+    path = write(tmp_path / "params.yaml", LEGACY_PARAMS)
+    config = build_config([path])
+    assert type(config.task).__name__ == "TokenClassificationConfig"
+    assert config.task.label_list == ["O", "B-PER", "I-PER"] and config.task.label_field == "ner"
+    assert config.task.train_data.format == "conll" and config.trainer.epochs == 2
+    assert not hasattr(config.task, "doc_stride")
+    # Another task's key with a value of its own is still an error.
+    changed = write(tmp_path / "changed.yaml", LEGACY_PARAMS.replace("doc_stride: 128", "doc_stride: 64"))
+    with pytest.raises(TfftError, match=r"'task\.doc_stride' belongs to question_answering"):
+        build_config([changed])
+
+
+def test_task_config_builds_a_checked_section():
+    section = task_config("question_answering", max_seq_length=256, doc_stride=32)
+    assert (section.type, section.max_seq_length, section.doc_stride) == ("question_answering", 256, 32)
+    with pytest.raises(TfftError, match=r"'task\.doc_stride' must be int, got 'x'"):
+        task_config("question_answering", doc_stride="x")
+
+
+def test_config_finds_the_tasks_without_importing_them():
+    code = ("import sys; from tfft.config import build_config; "
+            "config = build_config(overrides='task.type=token_classification,task.tag_scheme=bioes'); "
+            "print(type(config.task).__name__, config.task.tag_scheme)")
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert process.stdout.split() == ["TokenClassificationConfig", "bioes"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tfft import backbones
-from tfft.config import TaskConfig, TrainerConfig
+from tfft.config import TrainerConfig, task_config
 from tfft.tasks import get_task
 from tfft.training.optimizer import WarmupLinearDecay, create_optimizer, no_decay_variables
 
@@ -54,7 +54,7 @@ def test_schedule_counts_optimizer_updates_under_gradient_accumulation():
 @pytest.fixture(scope="module")
 def model(tiny_bert):
     backbone = backbones.from_pretrained(str(tiny_bert))
-    return get_task(TaskConfig(num_labels=3)).build_model(backbone, 0.1)
+    return get_task(task_config(num_labels=3)).build_model(backbone, 0.1)
 
 
 def layer_norm_variables(model) -> list:

@@ -11,7 +11,7 @@ import pytest
 from conftest import SHARED_DATA, run_cli
 from test_cli_errors import assert_one_line_error
 
-from tfft.config import DataConfig, TaskConfig
+from tfft.config import DataConfig, task_config
 from tfft.data.sources import read_records
 from tfft.errors import TfftError
 from tfft.tasks.question_answering import QuestionAnswering
@@ -54,9 +54,9 @@ def write_squad(path, questions, version: str = "1.1") -> str:
 
 
 def task(**values) -> QuestionAnswering:
-    settings = {"type": "question_answering", "max_seq_length": 48, "doc_stride": 16,
+    settings = {"task_type": "question_answering", "max_seq_length": 48, "doc_stride": 16,
                 "max_query_length": 16, **values}
-    return QuestionAnswering(TaskConfig(**settings))
+    return QuestionAnswering(task_config(**settings))
 
 
 def read(qa: QuestionAnswering, path, labeled: bool = True):

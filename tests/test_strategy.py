@@ -137,13 +137,13 @@ def test_tpu_runs_get_static_shapes_everywhere(tiny_bert, tmp_path, monkeypatch)
 
 def test_bfloat16_policy_computes_in_bfloat16_with_float32_logits(tiny_bert):
     from tfft.backbones.checkpoint import read_config
-    from tfft.config import TaskConfig
+    from tfft.config import task_config
     from tfft.modeling import build_task_model
     from tfft.tasks import get_task
 
     try:
         set_precision("mixed_bfloat16")
-        model, backbone = build_task_model(get_task(TaskConfig(max_seq_length=32)), read_config(tiny_bert))
+        model, backbone = build_task_model(get_task(task_config(max_seq_length=32)), read_config(tiny_bert))
         assert model.get_layer("head").dtype_policy.name == "float32"
         assert backbone.compute_dtype == "bfloat16"
         assert all(variable.dtype == "float32" for variable in model.trainable_variables)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -11,23 +12,24 @@ import pytest
 from scipy import stats
 
 from tfft import backbones
-from tfft.config import DataConfig, TaskConfig
+from tfft import config as config_module
+from tfft.config import DataConfig, build_config, config_field, task_config
 from tfft.data.features import Features
 from tfft.data.tokenization import load_tokenizer
 from tfft.errors import TfftError
-from tfft.tasks import TASKS, get_task, metrics
-from tfft.tasks.sentence_classification import SentenceClassification
+from tfft.tasks import TASKS, get_task, metrics, register_task
+from tfft.tasks.sentence_classification import SentenceClassification, SentenceClassificationConfig
 from tfft.tasks.sentence_regression import SentenceRegression
 
 
 def classification(**settings) -> SentenceClassification:
-    return get_task(TaskConfig(type="sentence_classification", **settings))
+    return get_task(task_config("sentence_classification", **settings))
 
 
 def regression(**settings) -> SentenceRegression:
     settings.setdefault("text_fields", ["sentence1", "sentence2"])
     settings.setdefault("label_field", "score")
-    return get_task(TaskConfig(type="sentence_regression", **settings))
+    return get_task(task_config("sentence_regression", **settings))
 
 
 def write(path, text: str) -> DataConfig:
@@ -86,7 +88,29 @@ def test_unknown_task_type():
         r"choose one of question_answering, sentence_classification, sentence_regression, "
         r"token_classification$",
     ):
-        get_task(TaskConfig(type="ner"))
+        get_task(task_config("ner"))
+
+
+def test_a_task_from_outside_tfft_is_one_registered_class():
+    @dataclasses.dataclass
+    class KeywordConfig(SentenceClassificationConfig):
+        keyword: str = config_field("good", doc="The word that decides the class.")
+
+    @register_task
+    class Keyword(SentenceClassification):
+        name = "keyword_test"
+        config_class = KeywordConfig
+
+    try:
+        config = build_config(overrides="task.type=keyword_test,task.keyword=great,task.num_labels=3")
+        task = get_task(config.task)
+        assert isinstance(task, Keyword) and task.config.keyword == "great"
+        assert task.label_names == ["0", "1", "2"]
+        with pytest.raises(TfftError, match=r"'task\.keyword' belongs to keyword_test, not to task\.type "
+                                            r"'sentence_classification'"):
+            build_config(overrides="task.keyword=great")
+    finally:
+        del TASKS["keyword_test"], config_module._TASK_SECTIONS["keyword_test"]
 
 
 def test_unknown_main_metric():
@@ -373,4 +397,4 @@ def test_models_under_mixed_bfloat16(bfloat16_policy, tiny_bert, tokenizer):
 
 def test_boolean_label_list_from_unquoted_yaml_is_rejected():
     with pytest.raises(TfftError, match=r"task.label_list \[True, False\] holds booleans.*quote"):
-        get_task(TaskConfig(type="sentence_classification", label_list=[True, False]))
+        get_task(task_config("sentence_classification", label_list=[True, False]))

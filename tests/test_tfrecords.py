@@ -13,7 +13,7 @@ from conftest import REPO, run_cli
 from test_question_answering import synthetic_questions, write_squad
 from test_token_classification import synthetic_sentences, write_conll
 
-from tfft.config import DataConfig, TaskConfig
+from tfft.config import DataConfig, task_config
 from tfft.data import tfrecords
 from tfft.data.pipeline import IGNORED_LABEL
 from tfft.data.tokenization import load_tokenizer
@@ -33,15 +33,15 @@ def task_and_examples(kind: str, tmp_path):
     """A task config and labelled examples that need several windows per example."""
     if kind == "token_classification":
         path = write_conll(tmp_path / "data.conll", synthetic_sentences(40, 3))
-        config = TaskConfig(type=kind, max_seq_length=8, label_list=["O", "B-PER", "I-PER", "B-ORG", "I-ORG"])
+        config = task_config(kind, max_seq_length=8, label_list=["O", "B-PER", "I-PER", "B-ORG", "I-ORG"])
     elif kind == "question_answering":
         path = write_squad(tmp_path / "data.json", synthetic_questions(30, 4, words=(10, 40)))
-        config = TaskConfig(type=kind, max_seq_length=24, doc_stride=6, max_query_length=8)
+        config = task_config(kind, max_seq_length=24, doc_stride=6, max_query_length=8)
     else:
         path = tmp_path / "data.tsv"
         path.write_text("sentence1\tsentence2\tscore\n" + "".join(
             f"the film {i}\ta plot {i % 3}\t{i / 7:.3f}\n" for i in range(25)))
-        config = TaskConfig(type=kind, text_fields=["sentence1", "sentence2"], label_field="score")
+        config = task_config(kind, text_fields=["sentence1", "sentence2"], label_field="score")
     task = get_task(config)
     return task, task.read_examples(DataConfig(input_path=str(path)))
 
@@ -166,17 +166,17 @@ def test_tfrecord_input_errors(tiny_bert, records, tmp_path):
     with pytest.raises(TfftError, match="matches only 1 of the 3 train files"):
         tfrecords.open_split(str(records / "train-00001-of-00003.tfrecord"))
 
-    def train(**extra):
+    def train(config="configs/glue/sst2.yaml", **extra):
         values = settings(tiny_bert, **{"task.train_data.input_path": records / "train-*.tfrecord", **extra})
-        process = run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", "--mode=train",
+        process = run_cli("tfft.cli.train", f"--config_file={config}", "--mode=train",
                           f"--model_dir={tmp_path / 'model'}", f"--params_override={values}", check=False)
         assert process.returncode == 1 and "Traceback" not in process.stderr
         return process.stderr.strip().splitlines()[-1]
 
     assert "was written with max_seq_length 32 but task.max_seq_length is 16" in train(**{
         "task.max_seq_length": 16})
-    assert "holds sentence_classification data but task.type is sentence_regression" in train(**{
-        "task.type": "sentence_regression"})
+    assert "holds sentence_classification data but task.type is sentence_regression" in train(
+        "configs/glue/stsb.yaml")
     assert "was written with labels ['0', '1'] but the config gives ['neg', 'pos']" in train(**{
         "task.label_list": "[neg,pos]"})
     assert "task.train_data.max_examples does not apply to TFRecord input" in train(**{

@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_DATA, run_cli
 from test_cli_errors import assert_one_line_error
 
-from tfft.config import DataConfig, TaskConfig
+from tfft.config import DataConfig, task_config
 from tfft.data.sources import read_records
 from tfft.errors import TfftError
 from tfft.tasks import get_task
@@ -51,10 +51,9 @@ def synthetic_sentences(count: int, seed: int) -> list[tuple[list[str], list[str
     return sentences
 
 
-def task_config(**values) -> TaskConfig:
-    settings = {"type": "token_classification", "max_seq_length": 32, "text_fields": ["tokens"],
-                "label_field": "tags"}
-    return TaskConfig(**{**settings, **values})
+def token_config(**values):
+    settings = {"max_seq_length": 32, "text_fields": ["tokens"], "label_field": "tags"}
+    return task_config("token_classification", **{**settings, **values})
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,7 @@ def test_real_conll2003_test_split():
 
 
 def test_tag_list_from_training_data_puts_o_first(ner_data):
-    task = get_task(task_config())
+    task = get_task(token_config())
     examples = task.read_examples(DataConfig(input_path=ner_data[0]))
     task.prepare(examples)
     assert task.label_names == ["O", "B-ORG", "I-ORG", "B-PER"]
@@ -99,7 +98,7 @@ def test_tag_list_from_training_data_puts_o_first(ner_data):
 
 def test_unknown_tag_is_an_error(tmp_path):
     path = write_conll(tmp_path / "t.conll", [(["Peter"], ["B-PER"]), (["Bonn"], ["B-GPE"])])
-    task = get_task(task_config(label_list=TAGS))
+    task = get_task(token_config(label_list=TAGS))
     with pytest.raises(TfftError, match=r"t\.conll:5: tag 'B-GPE' is not in task\.label_list"):
         task.read_examples(DataConfig(input_path=path))
 
@@ -107,13 +106,13 @@ def test_unknown_tag_is_an_error(tmp_path):
 def test_malformed_tag_is_an_error(tmp_path):
     path = write_conll(tmp_path / "t.conll", [(["Peter"], ["PER"])])
     with pytest.raises(TfftError, match=r"t\.conll:3: .*PER.*tags look like O, B-PER"):
-        get_task(task_config()).read_examples(DataConfig(input_path=path))
+        get_task(token_config()).read_examples(DataConfig(input_path=path))
 
 
 def test_empty_sentence_and_tag_count_mismatch_in_jsonl(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text('{"tokens": ["a"], "tags": ["O"]}\n{"tokens": [], "tags": []}\n')
-    task = get_task(task_config())
+    task = get_task(token_config())
     with pytest.raises(TfftError, match=r"t\.jsonl:2: sentence has no tokens"):
         task.read_examples(DataConfig(input_path=str(path)))
     path.write_text('{"tokens": ["a", "b"], "tags": ["O"]}\n')
@@ -124,18 +123,18 @@ def test_empty_sentence_and_tag_count_mismatch_in_jsonl(tmp_path):
 def test_integer_tags_as_tfds_gives_them_map_through_the_label_list(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text('{"tokens": ["Peter", "Blackburn"], "ner": [1, 2]}\n{"tokens": ["x"], "ner": [9]}\n')
-    task = get_task(task_config(label_list=TAGS, label_field="ner"))
+    task = get_task(token_config(label_list=TAGS, label_field="ner"))
     examples = task.read_examples(DataConfig(input_path=str(path), max_examples=1))
     assert examples[0].tags == ("B-PER", "I-PER")
     with pytest.raises(TfftError, match=r"t\.jsonl:2: integer tag 9 is out of range for the 5 tags of "):
         task.read_examples(DataConfig(input_path=str(path)))
     with pytest.raises(TfftError, match=r"t\.jsonl:1: integer tag 1 needs task\.label_list with the tag "):
-        get_task(task_config(label_field="ner")).read_examples(DataConfig(input_path=str(path)))
+        get_task(token_config(label_field="ner")).read_examples(DataConfig(input_path=str(path)))
 
 
 def test_inconsistent_training_tags_warn(tmp_path, caplog):
     path = write_conll(tmp_path / "t.conll", [(["the", "Peter"], ["O", "I-PER"]), (["a"], ["O"])])
-    task = get_task(task_config())
+    task = get_task(token_config())
     with caplog.at_level(logging.WARNING):
         task.prepare(task.read_examples(DataConfig(input_path=path)))
     assert re.search(r"1 training sentences have tags inconsistent with task\.tag_scheme=iob2, e\.g\. "
@@ -149,7 +148,7 @@ def test_long_sentences_become_windows_that_cover_every_word(tiny_bert, tmp_path
     from tfft.data.tokenization import load_tokenizer
 
     words = ["the", "woman", "plays", "guitar"] * 10  # 40 words, 42+ sub-words.
-    task = get_task(task_config(max_seq_length=12, label_list=TAGS))
+    task = get_task(token_config(max_seq_length=12, label_list=TAGS))
     path = tmp_path / "long.jsonl"
     path.write_text(json.dumps({"tokens": words, "tags": ["O", "B-PER", "O", "O"] * 10}) + "\n")
     examples = task.read_examples(DataConfig(input_path=str(path)))
@@ -169,7 +168,7 @@ def test_a_word_the_tokenizer_drops_still_gets_a_position(tiny_bert, tmp_path):
 
     path = tmp_path / "zw.jsonl"
     path.write_text(json.dumps({"tokens": ["the", "\u200b", "man"], "tags": ["O", "B-PER", "I-PER"]}) + "\n")
-    task = get_task(task_config(label_list=TAGS))
+    task = get_task(token_config(label_list=TAGS))
     features = task.encode(task.read_examples(DataConfig(input_path=str(path))), load_tokenizer(tiny_bert))
     np.testing.assert_array_equal(features.word_index[features.word_index >= 0], [0, 1, 2])
     np.testing.assert_array_equal(features.labels[features.word_index >= 0], [0, 1, 2])

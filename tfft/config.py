@@ -1,7 +1,9 @@
 """Experiment configuration: dataclasses loaded from YAML and dotted overrides.
 
 A run is described by one :class:`ExperimentConfig` with three sections, ``task``,
-``trainer`` and ``runtime``. Configs are built from defaults, then YAML files (later
+``trainer`` and ``runtime``. The ``task`` section is the chosen task's own dataclass
+(Model Garden style): :class:`TaskConfig`'s keys plus those the task registers with
+:func:`register_task_section`. Configs are built from defaults, then YAML files (later
 files win), then ``key=value`` overrides (Model Garden's ``--params_override``).
 Unknown keys and values of the wrong type or outside a field's choices are rejected
 with a :class:`~tfft.errors.TfftError` that names the key.
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
+import logging
 import types
 import typing
 from collections.abc import Sequence
@@ -22,8 +26,8 @@ import yaml
 from tfft.errors import TfftError
 
 
-def _field(default, choices: tuple | None = None, doc: str = ""):
-    """A dataclass field with optional allowed values and a help string."""
+def config_field(default, choices: tuple | None = None, doc: str = ""):
+    """A config dataclass field with optional allowed values and a help string."""
     metadata = {"choices": choices, "doc": doc}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
@@ -34,72 +38,46 @@ def _field(default, choices: tuple | None = None, doc: str = ""):
 class DataConfig:
     """One split of input data."""
 
-    input_path: str = _field(
+    input_path: str = config_field(
         "",
         doc="File path (.tsv/.csv/.jsonl/.json/.conll, local or gs://), 'tfds:NAME/SPLIT', or "
         "TFRecord files from tools/create_tfrecords.py (e.g. DIR/train-*.tfrecord).",
     )
-    max_examples: int = _field(0, doc="Read at most this many examples (0 = all).")
-    format: str = _field(
+    max_examples: int = config_field(0, doc="Read at most this many examples (0 = all).")
+    format: str = config_field(
         "auto", ("auto", "tsv", "csv", "jsonl", "json", "conll", "tfds", "tfrecord"),
         "Input format; 'auto' uses the suffix.",
     )
 
 
+#: The task of a config that names none.
+DEFAULT_TASK_TYPE = "sentence_classification"
+
+
 @dataclasses.dataclass
 class TaskConfig:
-    """What to learn: the task, its data, the checkpoint it starts from."""
+    """The keys every task has: checkpoint, tokenizer, length, dropout, data splits.
 
-    type: str = _field(
-        "sentence_classification", doc="Task name; see tfft.tasks.TASKS for the choices."
-    )
-    init_checkpoint: str = _field(
+    Each task extends this with a section of its own keys (a subclass registered with
+    :func:`register_task_section`); ``task.type`` picks the section.
+    """
+
+    type: str = config_field(DEFAULT_TASK_TYPE, doc="Task name; see tfft.tasks.TASKS for the choices.")
+    init_checkpoint: str = config_field(
         "", doc="Hugging Face folder or Hub id whose config.json and weights start training."
     )
-    tokenizer: str = _field("", doc="Tokenizer folder or Hub id (default: init_checkpoint).")
-    max_seq_length: int = _field(128, doc="Tokens per example after truncation.")
-    num_labels: int = _field(2, doc="Number of classes (classification).")
-    label_list: list = _field(
-        [], doc="Class names as they appear in the data, in label-id order (default: 0..N-1)."
+    tokenizer: str = config_field("", doc="Tokenizer folder or Hub id (default: init_checkpoint).")
+    max_seq_length: int = config_field(128, doc="Tokens per sequence after truncation.")
+    add_special_tokens: list = config_field(
+        [], doc="Tokens added to the tokenizer as special tokens (e.g. entity markers); the "
+        "embedding table grows by the new ones."
     )
-    text_fields: list = _field(
-        ["sentence"], doc="One or two column names holding the text (or text pair)."
-    )
-    label_field: str = _field(
-        "label", doc="Column name holding the label or score (token tasks: the tag list's field)."
-    )
-    tag_column: int = _field(-1, doc="Token tasks, CoNLL files: the tag column's index (-1: last).")
-    tag_scheme: str = _field(
-        "iob2", choices=("iob1", "iob2", "bioes"),
-        doc="Token tasks: the tagging scheme training tags are checked against.",
-    )
-    label_all_subwords: bool = _field(
-        False, doc="Token tasks: train on every sub-word of a word, not only the first."
-    )
-    doc_stride: int = _field(
-        128, doc="Span tasks: tokens between the starts of consecutive windows of a long context."
-    )
-    max_query_length: int = _field(
-        64, doc="Span tasks: questions are cut to this many tokens (0 = never cut)."
-    )
-    n_best_size: int = _field(
-        20, doc="Span tasks: start and end candidates per window, and answers in nbest_predictions.json."
-    )
-    max_answer_length: int = _field(30, doc="Span tasks: longest answer in tokens.")
-    version_2_with_negative: bool = _field(
-        False, doc="Span tasks: SQuAD 2.0, questions may have no answer (predicted as '')."
-    )
-    null_score_diff_threshold: float = _field(
-        0.0, doc="Span tasks, SQuAD 2.0: answer '' when null score - best span score exceeds this."
-    )
-    main_metric: str = _field(
+    main_metric: str = config_field(
         "", doc="Metric for best checkpoint and early stopping (default: the task's own)."
     )
-    hidden_dropout: float = _field(-1.0, doc="Encoder dropout; -1 takes the checkpoint's.")
-    attention_dropout: float = _field(
-        -1.0, doc="Attention dropout; -1 takes the checkpoint's."
-    )
-    classifier_dropout: float = _field(
+    hidden_dropout: float = config_field(-1.0, doc="Encoder dropout; -1 takes the checkpoint's.")
+    attention_dropout: float = config_field(-1.0, doc="Attention dropout; -1 takes the checkpoint's.")
+    classifier_dropout: float = config_field(
         -1.0, doc="Dropout before the task head; -1 takes the checkpoint's."
     )
     train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -107,76 +85,115 @@ class TaskConfig:
     predict_data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
+#: ``task.type`` -> its config section, filled by :func:`register_task_section`.
+_TASK_SECTIONS: dict[str, type[TaskConfig]] = {}
+#: Entry-point group of packages that register tasks (tfft's own ``tfft.tasks`` and plugins).
+TASK_PLUGIN_GROUP = "tfft.tasks"
+
+
+def register_task_section(name: str, section: type[TaskConfig]) -> None:
+    """Makes ``section`` the config section of ``task.type: name``."""
+    if not issubclass(section, TaskConfig):
+        raise TypeError(f"the config section of task '{name}' must subclass TaskConfig")
+    _TASK_SECTIONS[name] = section
+
+
+def _load_task_plugins() -> None:
+    """Imports the packages registered under :data:`TASK_PLUGIN_GROUP`, which register their tasks."""
+    for entry_point in importlib.metadata.entry_points(group=TASK_PLUGIN_GROUP):
+        entry_point.load()
+
+
+def task_section(name: str) -> type[TaskConfig]:
+    """The config section of ``task.type: name``.
+
+    Raises:
+        TfftError: if no task of that name is registered.
+    """
+    if name not in _TASK_SECTIONS:
+        _load_task_plugins()
+    if name not in _TASK_SECTIONS:
+        raise TfftError(
+            f"config key 'task.type' has unknown value '{name}'; "
+            f"choose one of {', '.join(sorted(_TASK_SECTIONS)) or '(no task is installed)'}"
+        )
+    return _TASK_SECTIONS[name]
+
+
+def _default_task() -> TaskConfig:
+    return task_section(DEFAULT_TASK_TYPE)(type=DEFAULT_TASK_TYPE)
+
+
 @dataclasses.dataclass
 class TrainerConfig:
     """How to train: batches, schedule, optimizer, transfer-learning controls."""
 
-    train_batch_size: int = _field(32, doc="Examples per replica per training step.")
-    eval_batch_size: int = _field(64, doc="Examples per replica per evaluation step.")
-    epochs: int = _field(3, doc="Passes over the training data.")
-    learning_rate: float = _field(2e-5, doc="Peak learning rate of AdamW.")
-    warmup_fraction: float = _field(0.1, doc="Fraction of steps with linear warmup.")
-    weight_decay: float = _field(0.01, doc="Decoupled weight decay (not on LayerNorm or bias).")
-    adam_beta_1: float = _field(0.9)
-    adam_beta_2: float = _field(0.999)
-    adam_epsilon: float = _field(1e-8)
-    max_grad_norm: float = _field(1.0, doc="Global gradient-norm clip (0 = off).")
-    early_stopping_patience: int = _field(
+    train_batch_size: int = config_field(32, doc="Examples per replica per training step.")
+    eval_batch_size: int = config_field(64, doc="Examples per replica per evaluation step.")
+    epochs: int = config_field(3, doc="Passes over the training data.")
+    learning_rate: float = config_field(2e-5, doc="Peak learning rate of AdamW.")
+    warmup_fraction: float = config_field(0.1, doc="Fraction of steps with linear warmup.")
+    weight_decay: float = config_field(0.01, doc="Decoupled weight decay (not on LayerNorm or bias).")
+    adam_beta_1: float = config_field(0.9)
+    adam_beta_2: float = config_field(0.999)
+    adam_epsilon: float = config_field(1e-8)
+    max_grad_norm: float = config_field(1.0, doc="Global gradient-norm clip (0 = off).")
+    early_stopping_patience: int = config_field(
         0, doc="Stop after this many evaluations without improvement (0 = off)."
     )
-    trainable_encoder_layers: int = _field(
+    trainable_encoder_layers: int = config_field(
         -1, doc="-1 trains all layers, 0 the head only, N the top N encoder layers."
     )
-    steps_per_execution: int = _field(1, doc="Training steps per tf.function call.")
-    gradient_accumulation_steps: int = _field(
+    steps_per_execution: int = config_field(1, doc="Training steps per tf.function call.")
+    gradient_accumulation_steps: int = config_field(
         1, doc="Batches whose gradients are averaged into one optimizer update (1 = off)."
     )
-    backup_steps: int = _field(
+    backup_steps: int = config_field(
         0, doc="Also save resumable state every N batches (0: at epoch ends only; -1: never)."
     )
-    shuffle_buffer_size: int = _field(
+    shuffle_buffer_size: int = config_field(
         100_000, doc="Training examples in the shuffle buffer (the whole split when smaller)."
     )
-    jit_compile: bool = _field(False, doc="Compile the train step with XLA.")
-    length_grouping: bool = _field(
+    jit_compile: bool = config_field(False, doc="Compile the train step with XLA.")
+    length_grouping: bool = config_field(
         True, doc="Batch examples of similar length together (less padding)."
     )
-    static_shapes: bool = _field(
+    static_shapes: bool = config_field(
         False, doc="Pad every batch to max_seq_length and drop the remainder (TPU)."
     )
-    log_every_steps: int = _field(50, doc="TensorBoard training-scalar interval.")
+    log_every_steps: int = config_field(50, doc="TensorBoard training-scalar interval.")
 
 
 @dataclasses.dataclass
 class RuntimeConfig:
     """Where to train: distribution strategy, precision, seed."""
 
-    strategy: str = _field(
+    strategy: str = config_field(
         "default", ("default", "one_device", "mirrored", "multi_worker", "tpu"),
         "tf.distribute strategy.",
     )
-    devices: list = _field(
+    devices: list = config_field(
         [], doc="mirrored: the devices to use, e.g. [/gpu:0, /gpu:1] (default: all local GPUs, else "
         "the logical CPUs of num_cpu_devices)."
     )
-    num_cpu_devices: int = _field(
+    num_cpu_devices: int = config_field(
         0, doc="Split the CPU into N logical devices (0 = off), e.g. to run mirrored without GPUs."
     )
-    deterministic: bool = _field(
+    deterministic: bool = config_field(
         False, doc="TensorFlow op determinism: two runs with the same seed give identical results."
     )
-    tpu: str = _field("", doc="TPU name or grpc:// address for strategy=tpu ('local' on a VM).")
-    mixed_precision: str = _field(
+    tpu: str = config_field("", doc="TPU name or grpc:// address for strategy=tpu ('local' on a VM).")
+    mixed_precision: str = config_field(
         "float32", ("float32", "mixed_float16", "mixed_bfloat16"), "Keras dtype policy."
     )
-    seed: int = _field(42, doc="Seed for weights, dropout and data order.")
+    seed: int = config_field(42, doc="Seed for weights, dropout and data order.")
 
 
 @dataclasses.dataclass
 class ExperimentConfig:
     """A whole run."""
 
-    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    task: TaskConfig = dataclasses.field(default_factory=_default_task)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
@@ -206,8 +223,15 @@ def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None) -> Any
     return value
 
 
-def _update(obj, values: dict, prefix: str) -> None:
-    """Recursively writes ``values`` (a nested dict) into dataclass ``obj``."""
+def _update(obj, values: dict, prefix: str, source: str = "") -> None:
+    """Recursively writes ``values`` (a nested dict) into dataclass ``obj``.
+
+    Args:
+        obj: The config (section) to update.
+        values: Nested dict of new values.
+        prefix: Dotted path of ``obj`` in the whole config (for messages).
+        source: The YAML file ``values`` came from ("" for overrides).
+    """
     if not isinstance(values, dict):
         raise TfftError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping")
     hints = typing.get_type_hints(type(obj))
@@ -215,14 +239,38 @@ def _update(obj, values: dict, prefix: str) -> None:
     for name, value in values.items():
         key = f"{prefix}{name}"
         if name not in fields:
+            if isinstance(obj, TaskConfig) and _other_task_key(obj, name, value, source):
+                continue
             known = ", ".join(sorted(fields))
             raise TfftError(f"unknown config key '{key}'; known keys here: {known}")
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
-            _update(current, value, key + ".")
+            _update(current, value, key + ".", source)
         else:
             choices = fields[name].metadata.get("choices")
             setattr(obj, name, _coerce(value, hints[name], key, choices))
+
+
+def _other_task_key(section: TaskConfig, name: str, value: Any, source: str) -> bool:
+    """Whether ``task.<name>``, a key of other tasks only, can be ignored.
+
+    Files written before tasks had their own sections (``params.yaml`` of older runs)
+    hold every task's keys; one at its default carries nothing and is skipped.
+
+    Raises:
+        TfftError: for another task's key with a value of its own, naming that task.
+    """
+    owners = {task: cls for task, cls in _TASK_SECTIONS.items()
+              if name in {f.name for f in dataclasses.fields(cls)}}
+    if not owners:
+        return False
+    if source and any(getattr(cls(), name) == value for cls in owners.values()):
+        logging.info("%s: skipped task.%s, a key of %s at its default", source, name, ", ".join(owners))
+        return True
+    raise TfftError(
+        f"config key 'task.{name}' belongs to {', '.join(sorted(owners))}, not to task.type "
+        f"'{section.type}'; remove it or change task.type"
+    )
 
 
 def parse_overrides(text: str) -> dict:
@@ -294,17 +342,37 @@ def build_config(
 ) -> ExperimentConfig:
     """Builds a config from defaults, YAML files (later wins) and overrides (win last).
 
+    The last ``task.type`` among them picks the task's config section, so a key of
+    another task is an error (in a file, one at its default is skipped: older
+    ``params.yaml`` files hold every task's keys).
+
     Args:
         config_files: YAML files, applied in order.
         overrides: ``key=value,...`` strings or nested dicts (one or a sequence of
             them), applied in order after the files.
     """
-    config = ExperimentConfig()
-    for path in config_files:
-        _update(config, load_yaml(path), "")
+    layers = [(load_yaml(path), path) for path in config_files]
     for override in [overrides] if isinstance(overrides, (str, dict)) else overrides:
-        _update(config, parse_overrides(override) if isinstance(override, str) else override, "")
+        layers.append((parse_overrides(override) if isinstance(override, str) else override, ""))
+    task_type = DEFAULT_TASK_TYPE
+    for values, _ in layers:
+        if isinstance(values, dict) and isinstance(values.get("task"), dict):
+            task_type = values["task"].get("type", task_type)
+    if not isinstance(task_type, str):
+        raise TfftError(f"config key 'task.type' must be str, got {task_type!r}")
+    config = ExperimentConfig(task=task_section(task_type)(type=task_type))
+    for values, source in layers:
+        _update(config, values, "", source)
     return config
+
+
+def task_config(task_type: str = DEFAULT_TASK_TYPE, **settings) -> TaskConfig:
+    """The config section of ``task_type`` with ``settings`` applied (checked like overrides).
+
+    Example:
+        >>> task_config("question_answering", max_seq_length=256, doc_stride=64)
+    """
+    return build_config(overrides={"task": {"type": task_type, **settings}}).task
 
 
 def to_dict(config) -> dict:

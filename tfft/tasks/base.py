@@ -1,9 +1,11 @@
-"""The interface every task implements.
+"""The interface every task implements, and the registry of tasks.
 
-A task owns everything between raw records and numbers a user reads: how records
-become examples and features, the head on top of the backbone, the loss, the
-metrics over a whole evaluation set, prediction post-processing and the outputs of
-the serving signature.
+A task owns everything between raw records and numbers a user reads: its config
+section, how records become examples and features, the head on top of the backbone,
+the loss, the metrics over a whole evaluation set, prediction post-processing and
+the outputs of the serving signature. A task class decorated with
+:func:`register_task` is selected by ``task.type``; shared code only reads what it
+declares.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from tfft.backbones import Backbone
 from tfft.backbones.base import backbone_inputs
 from tfft.backbones.layers import Dropout
-from tfft.config import DataConfig, TaskConfig
+from tfft.config import DataConfig, TaskConfig, register_task_section
 from tfft.data.features import Features
 from tfft.errors import TfftError
 
@@ -46,14 +48,16 @@ class HfHead:
 
 
 class Task(abc.ABC):
-    """Base class of tasks; subclasses are registered in :data:`tfft.tasks.TASKS`.
+    """Base class of tasks; subclasses register with :func:`register_task`.
 
     Args:
-        config: The ``task`` section of the experiment config.
+        config: The ``task`` section of the experiment config (a :attr:`config_class`).
     """
 
     #: The ``task.type`` value selecting this task.
     name: ClassVar[str]
+    #: The task's config section: :class:`~tfft.config.TaskConfig` plus its own keys.
+    config_class: ClassVar[type[TaskConfig]] = TaskConfig
     #: Metric used for best checkpoints and early stopping unless the config names one.
     default_main_metric: ClassVar[str]
     #: Every key :meth:`evaluate` returns (token tasks add per-type keys).
@@ -189,6 +193,17 @@ class Task(abc.ABC):
         inputs = backbone_inputs()
         outputs = self.build_head(backbone(inputs), inputs, dropout)
         return keras.Model(inputs, outputs, name=f"{self.name}_model")
+
+
+#: ``task.type`` -> task class, filled by :func:`register_task`.
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: makes ``cls`` the task of ``task.type: cls.name``, with its config section."""
+    TASKS[cls.name] = cls
+    register_task_section(cls.name, cls.config_class)
+    return cls
 
 
 def dense_head(hidden, units: int, dropout: float):

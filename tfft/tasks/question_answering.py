@@ -31,16 +31,36 @@ import keras
 import numpy as np
 
 from tfft.backbones.weights import dense_specs, export_tensors
-from tfft.config import DataConfig, TaskConfig
+from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features
 from tfft.data.sources import Record, read_records
 from tfft.errors import TfftError
 from tfft.tasks import metrics
-from tfft.tasks.base import HfHead, Task, dense_head
+from tfft.tasks.base import HfHead, Task, dense_head, register_task
 from tfft.tasks.squad_metrics import squad_scores
 
 #: Start/end logit of padding positions, so that no answer can start or end there.
 PADDING_LOGIT = -10000.0
+
+
+@dataclasses.dataclass
+class QuestionAnsweringConfig(TaskConfig):
+    """Windows and post-processing of ``task.type: question_answering``."""
+
+    doc_stride: int = config_field(
+        128, doc="Context tokens between the starts of consecutive windows of a long context."
+    )
+    max_query_length: int = config_field(64, doc="Questions are cut to this many tokens (0 = never cut).")
+    n_best_size: int = config_field(
+        20, doc="Start and end candidates per window, and answers in nbest_predictions.json."
+    )
+    max_answer_length: int = config_field(30, doc="Longest answer in tokens.")
+    version_2_with_negative: bool = config_field(
+        False, doc="SQuAD 2.0: questions may have no answer (predicted as '')."
+    )
+    null_score_diff_threshold: float = config_field(
+        0.0, doc="SQuAD 2.0: answer '' when null score - best span score exceeds this."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +133,7 @@ class _SkippedAnswers:
             )
 
 
+@register_task
 class QuestionAnswering(Task):
     """Finds the answer to a question as a span of its context (SQuAD v1.1 / v2.0).
 
@@ -132,8 +153,9 @@ class QuestionAnswering(Task):
     uses_pooler = False
     output_formats = ("json",)
     example_type = QuestionExample
+    config_class = QuestionAnsweringConfig
 
-    def __init__(self, config: TaskConfig):
+    def __init__(self, config: QuestionAnsweringConfig):
         super().__init__(config)
         for key in ("doc_stride", "n_best_size", "max_answer_length"):
             if getattr(config, key) < 1:

@@ -7,12 +7,22 @@ import dataclasses
 from typing import Any
 
 from tfft.backbones.weights import dense_specs, export_tensors
-from tfft.config import DataConfig, TaskConfig
+from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features
 from tfft.data.sources import Record, read_records
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
 from tfft.tasks.base import HfHead, Task, dense_head
+
+
+@dataclasses.dataclass
+class SentenceConfig(TaskConfig):
+    """Sentence tasks: which columns hold the text and the label."""
+
+    text_fields: list = config_field(
+        ["sentence"], doc="One or two column names holding the text (or text pair)."
+    )
+    label_field: str = config_field("label", doc="Column name holding the label or score.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +40,9 @@ class SentenceTask(Task):
     #: Width of the head's output.
     num_outputs: int
     example_type = SentenceExample
+    config_class = SentenceConfig
 
-    def __init__(self, config: TaskConfig):
+    def __init__(self, config: SentenceConfig):
         super().__init__(config)
         if len(config.text_fields) not in (1, 2):
             raise TfftError(

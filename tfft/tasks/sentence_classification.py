@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
 import numpy as np
 
-from tfft.config import TaskConfig
+from tfft.config import config_field
 from tfft.errors import TfftError
 from tfft.tasks import metrics
-from tfft.tasks.sentence import SentenceExample, SentenceTask
+from tfft.tasks.base import register_task
+from tfft.tasks.sentence import SentenceConfig, SentenceExample, SentenceTask
 
 
+@dataclasses.dataclass
+class SentenceClassificationConfig(SentenceConfig):
+    """Classes of ``task.type: sentence_classification``."""
+
+    num_labels: int = config_field(2, doc="Number of classes.")
+    label_list: list = config_field(
+        [], doc="Class names as they appear in the data, in label-id order (default: 0..N-1)."
+    )
+
+
+@register_task
 class SentenceClassification(SentenceTask):
     """Classifies a sentence or sentence pair into ``task.num_labels`` classes.
 
@@ -24,8 +37,9 @@ class SentenceClassification(SentenceTask):
     name = "sentence_classification"
     default_main_metric = "accuracy"
     metric_names = ("loss", "accuracy", "f1", "matthews_corrcoef")
+    config_class = SentenceClassificationConfig
 
-    def __init__(self, config: TaskConfig):
+    def __init__(self, config: SentenceClassificationConfig):
         super().__init__(config)
         if config.label_list and len(config.label_list) != config.num_labels:
             raise TfftError(

@@ -9,9 +9,11 @@ import numpy as np
 
 from tfft.errors import TfftError
 from tfft.tasks import metrics
+from tfft.tasks.base import register_task
 from tfft.tasks.sentence import SentenceExample, SentenceTask
 
 
+@register_task
 class SentenceRegression(SentenceTask):
     """Predicts one real-valued score per sentence or sentence pair."""
 

@@ -17,16 +17,36 @@ import keras
 import numpy as np
 
 from tfft.backbones.weights import dense_specs, export_tensors
-from tfft.config import DataConfig
+from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, flatten
 from tfft.data.pipeline import IGNORED_LABEL
 from tfft.data.sources import Record, read_records
 from tfft.errors import TfftError
 from tfft.tasks import metrics
-from tfft.tasks.base import HfHead, Task, dense_head
+from tfft.tasks.base import HfHead, Task, dense_head, register_task
 from tfft.tasks.entities import entity_scores, first_inconsistency, split_tag
 
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+@dataclasses.dataclass
+class TokenClassificationConfig(TaskConfig):
+    """Tags and data fields of ``task.type: token_classification``."""
+
+    label_list: list = config_field(
+        [], doc="The tags in id order (default: from the training data, O first)."
+    )
+    num_labels: int = config_field(0, doc="Number of tags (set from label_list).")
+    text_fields: list = config_field(["sentence"], doc="JSONL/TFDS: the field holding the word list.")
+    label_field: str = config_field("label", doc="JSONL/TFDS: the field holding the tag list.")
+    tag_column: int = config_field(-1, doc="CoNLL files: the tag column's index (-1: last).")
+    tag_scheme: str = config_field(
+        "iob2", choices=("iob1", "iob2", "bioes"),
+        doc="The tagging scheme training tags are checked against.",
+    )
+    label_all_subwords: bool = config_field(
+        False, doc="Train on every sub-word of a word, not only the first."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +58,7 @@ class TokenExample:
     where: str
 
 
+@register_task
 class TokenClassification(Task):
     """Tags every word of a sentence with one of ``task.label_list``.
 
@@ -51,6 +72,7 @@ class TokenClassification(Task):
     uses_pooler = False
     output_formats = ("jsonl", "conll")
     example_type = TokenExample
+    config_class = TokenClassificationConfig
 
     @property
     def label_names(self) -> list[str]:
