@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfft import evaluation
-from tfft.data.features import Features
+from tfft.data.features import Features, FeatureSpec, token_specs
 from tfft.data.pipeline import (
     BatchPlan,
     InMemorySource,
@@ -19,12 +19,16 @@ from tfft.data.pipeline import (
     restore_order,
 )
 
+#: One int32 class id per example.
+SPECS = token_specs(FeatureSpec(()))
+
 
 def train_dataset(features, batch_size, seed, length_grouping=True, static_length=0, epoch=0,
                   skip=0, context=None, drop_remainder=None):
     plan = BatchPlan(batch_size, seed, length_grouping, static_length,
                      bool(static_length) if drop_remainder is None else drop_remainder)
-    return epoch_dataset(InMemorySource(features), plan, epoch, skip, context)
+    specs = SPECS if features.sequences is None else CHOICE_SPECS
+    return epoch_dataset(InMemorySource(features, specs), plan, epoch, skip, context)
 
 
 def make_features(lengths, labeled: bool = True) -> Features:
@@ -240,7 +244,7 @@ def fake_model_outputs(dataset) -> tuple[np.ndarray, dict]:
 @pytest.mark.parametrize("sort_by_length", [True, False])
 def test_inference_order_is_restored(sort_by_length):
     features = make_features(random_lengths(37, seed=8), labeled=False)
-    dataset, order, count = inference_dataset(features, 8, sort_by_length=sort_by_length)
+    dataset, order, count = inference_dataset(features, SPECS, 8, sort_by_length=sort_by_length)
     assert count == 37
     widths = [inputs["input_ids"].shape[1] for inputs in dataset]
     assert len(widths) == 5
@@ -259,7 +263,7 @@ def test_inference_order_is_restored(sort_by_length):
 
 def test_inference_static_mode_fills_last_batch():
     features = make_features(random_lengths(21, seed=9, high=10), labeled=False)
-    dataset, order, count = inference_dataset(features, 8, static_length=12)
+    dataset, order, count = inference_dataset(features, SPECS, 8, static_length=12)
     shapes = [tuple(inputs["input_ids"].shape) for inputs in dataset]
     assert shapes == [(8, 12)] * 3  # 21 examples + 3 fillers
     assert count == 21 and len(order) == 24
@@ -274,7 +278,7 @@ def test_inference_static_mode_fills_last_batch():
 
 def test_inference_static_mode_exact_multiple_adds_no_filler():
     features = make_features(random_lengths(16, seed=10, high=10), labeled=False)
-    dataset, order, count = inference_dataset(features, 8, static_length=10)
+    dataset, order, count = inference_dataset(features, SPECS, 8, static_length=10)
     assert len(order) == 16 and sorted(order.tolist()) == list(range(16))
     outputs, _ = fake_model_outputs(dataset)
     np.testing.assert_array_equal(restore_order(outputs, order, count)[:, 0], np.arange(1, 17))
@@ -308,9 +312,63 @@ class TokenEcho(keras.Model):
 def test_per_token_outputs_by_length_bucket_equal_the_fully_padded_ones(full_batches):
     features = make_features(random_lengths(45, seed=12, high=70), labeled=False)
     model = TokenEcho()
-    static, _ = evaluation.predict(model, features, 8, static_length=72, full_batches=full_batches)
-    bucketed, _ = evaluation.predict(model, features, 8, full_batches=full_batches,
+    static, _ = evaluation.predict(model, features, SPECS, 8, static_length=72, full_batches=full_batches)
+    bucketed, _ = evaluation.predict(model, features, SPECS, 8, full_batches=full_batches,
                                      output_length=72, output_padding=-5.0)
     assert bucketed.shape == static.shape == (45, 72, 2)
     np.testing.assert_array_equal(bucketed, static)
     np.testing.assert_array_equal(bucketed[:, 0, 0], np.arange(1, 46))  # example order
+
+
+# --- rows of several sequences ([batch, choices, seq], as multiple choice feeds) -----------------------
+
+#: Up to 3 sequences per row; the label is the index of one of them.
+CHOICE_SPECS = token_specs(FeatureSpec(()), sequences=3)
+
+
+def make_choice_features(choices: list[list[int]]) -> Features:
+    """Row ``r`` has sequences of the given lengths; every token of row ``r`` is ``r + 1``."""
+    flat = [(row, length) for row, lengths in enumerate(choices) for length in lengths]
+    columns = {
+        "input_ids": [[row + 1] * n for row, n in flat],
+        "token_type_ids": [[0] * n for _, n in flat],
+        "attention_mask": [[1] * n for _, n in flat],
+    }
+    features = Features.from_lists(columns)
+    features.sequences = np.array([len(lengths) for lengths in choices], dtype=np.int32)
+    features.labels = np.array([len(lengths) - 1 for lengths in choices], dtype=np.int32)
+    return features
+
+
+def test_rows_of_several_sequences_take_and_lengths():
+    features = make_choice_features([[2, 5, 3], [4, 1], [6, 6, 2]])
+    assert len(features) == 3 and features.row_lengths.tolist() == [5, 4, 6]
+    taken = features.take([2, 0])
+    assert taken.sequences.tolist() == [3, 3] and taken.lengths.tolist() == [6, 6, 2, 2, 5, 3]
+    assert taken.columns["input_ids"].tolist() == [3] * 14 + [1] * 10
+    assert taken.labels.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("static_length", [0, 8])
+def test_rows_of_several_sequences_are_padded_to_declared_choices(static_length):
+    features = make_choice_features([[2, 5, 3], [4, 1], [6, 6, 2], [1, 1, 1], [3]])
+    dataset = train_dataset(features, 2, seed=0, static_length=static_length, drop_remainder=False)
+    seen = []
+    for inputs, labels in dataset:
+        ids = inputs["input_ids"].numpy()
+        rows = ids[:, 0, 0] - 1
+        width = static_length or int(features.row_lengths[rows].max())
+        assert ids.shape == (len(rows), 3, width)  # every row padded to 3 sequences
+        for slot, row in enumerate(rows):
+            first = int(features.offsets()[features.sequences[:row].sum()])
+            lengths = features.take([row]).lengths
+            mask = inputs["attention_mask"].numpy()[slot]
+            assert mask.sum(axis=1).tolist() == [*lengths.tolist(), *[0] * (3 - len(lengths))]
+            assert features.columns["input_ids"][first] == row + 1
+        assert labels.numpy().tolist() == features.labels[rows].tolist()
+        seen += rows.tolist()
+    assert sorted(seen) == list(range(5))
+    dataset, order, count = inference_dataset(features, CHOICE_SPECS, 2)
+    widths = [inputs["input_ids"].shape for inputs in dataset]
+    assert [shape[1] for shape in widths] == [3, 3, 3] and count == 5
+    assert [shape[2] for shape in widths] == sorted(shape[2] for shape in widths)  # sorted by longest

@@ -181,7 +181,7 @@ def test_long_contexts_become_windows_covering_every_token_with_answer_labels(tm
     offsets = features.offsets()
     for index, example in enumerate(examples):
         rows = np.nonzero(features.example_index == index)[0]
-        covered = np.concatenate([features.word_index[offsets[r]:offsets[r] + features.lengths[r]]
+        covered = np.concatenate([features.extras["word_index"][offsets[r]:offsets[r] + features.lengths[r]]
                                   for r in rows])
         context_tokens = len(tokenizer(example.context, add_special_tokens=False)["input_ids"])
         assert set(covered[covered >= 0]) == set(range(context_tokens))
@@ -192,7 +192,7 @@ def test_long_contexts_become_windows_covering_every_token_with_answer_labels(tm
                 assert end == 0
                 continue
             holding += 1
-            chars = features.char_spans[offsets[row] + np.array([start, end])]
+            chars = features.extras["char_spans"][offsets[row] + np.array([start, end])]
             assert example.context[chars[0, 0]:chars[1, 1]] == example.answers[0].text
         assert holding >= 1
 
@@ -269,7 +269,8 @@ def test_start_is_taken_from_the_window_where_it_has_most_context(tmp_path, toke
     examples = read(qa, path)
     features = qa.encode(examples, tokenizer)
     offsets = features.offsets()
-    windows = [features.word_index[offsets[r]:offsets[r] + features.lengths[r]] for r in range(len(features))]
+    words = features.extras["word_index"]
+    windows = [words[offsets[r]:offsets[r] + features.lengths[r]] for r in range(len(features))]
     holding = [r for r, words in enumerate(windows) if 20 in words]  # "cat" is context token 20.
     assert len(holding) > 2
 
@@ -420,7 +421,8 @@ def test_answers_from_the_saved_model_reproduce_eval_results(qa_run, qa_export):
     examples = qa.read_examples(config.task.validation_data)
     features = qa.encode(examples, load_tokenizer(assets))
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    dataset, order, count = inference_dataset(features, 16, static_length=config.task.max_seq_length)
+    dataset, order, count = inference_dataset(features, qa.feature_specs, 16,
+                                              static_length=config.task.max_seq_length)
     outputs = np.concatenate([
         np.stack([(result := serve(**batch))["start_logits"], result["end_logits"]], axis=-1)
         for batch in dataset

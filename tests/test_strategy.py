@@ -122,7 +122,7 @@ def test_tpu_runs_get_static_shapes_everywhere(tiny_bert, tmp_path, monkeypatch)
     experiment = Experiment(config, tmp_path / "model")
     assert experiment.static_length == 24
     features = experiment.task.encode(experiment._read("train_data"), load_tokenizer(tiny_bert))
-    source = InMemorySource(features)
+    source = InMemorySource(features, experiment.task.feature_specs)
     plan = experiment._batch_plan(source)
     assert plan.static_length == 24 and plan.drop_remainder
     # A TPU host with 8 cores: per-replica batches of 4, every dimension static.

@@ -15,7 +15,7 @@ from test_token_classification import synthetic_sentences, write_conll
 
 from tfft.config import DataConfig, task_config
 from tfft.data import tfrecords
-from tfft.data.pipeline import IGNORED_LABEL
+from tfft.data.features import IGNORED_LABEL
 from tfft.data.tokenization import load_tokenizer
 from tfft.errors import TfftError
 from tfft.tasks import get_task
@@ -51,7 +51,8 @@ def test_features_survive_the_round_trip(kind, tokenizer, tmp_path):
     task, examples = task_and_examples(kind, tmp_path)
     features = task.encode(examples, tokenizer)
     length = task.config.max_seq_length
-    info = tfrecords.write_split(str(tmp_path), "validation", features, length, 3, with_examples=True)
+    info = tfrecords.write_split(str(tmp_path), "validation", features, task.feature_specs, length, 3,
+                                 with_examples=True)
     tfrecords.write_metadata(str(tmp_path), {
         "task": task.name, "max_seq_length": length, "label_names": task.label_names,
         "splits": {"validation": info},
@@ -68,10 +69,11 @@ def test_features_survive_the_round_trip(kind, tokenizer, tmp_path):
     if features.example_index is not None:  # windowed tasks
         assert len(features) > features.num_examples
         np.testing.assert_array_equal(back.example_index, features.example_index)
-        np.testing.assert_array_equal(back.word_index, features.word_index)
+    assert set(back.extras) == set(features.extras)
+    for name, values in features.extras.items():  # word indices, character spans
+        np.testing.assert_array_equal(back.extras[name], values)
     if features.examples is not None:
         assert back.examples == features.examples
-        np.testing.assert_array_equal(back.char_spans, features.char_spans)
     # Evaluation from the files scores exactly as from the examples.
     outputs = np.random.default_rng(0).normal(
         size=(len(features), length, *([] if kind == "sentence_regression" else [2 if
@@ -84,7 +86,7 @@ def test_features_survive_the_round_trip(kind, tokenizer, tmp_path):
 def test_training_rows_are_fixed_length_and_worker_shards_are_disjoint(tokenizer, tmp_path):
     task, examples = task_and_examples("token_classification", tmp_path)
     features = task.encode(examples, tokenizer)
-    info = tfrecords.write_split(str(tmp_path), "train", features, 8, 3)
+    info = tfrecords.write_split(str(tmp_path), "train", features, task.feature_specs, 8, 3)
     tfrecords.write_metadata(str(tmp_path), {"task": task.name, "max_seq_length": 8,
                                              "label_names": task.label_names, "splits": {"train": info}})
     source = tfrecords.TFRecordSource(tfrecords.open_split(str(tmp_path / "train-*.tfrecord")))
@@ -181,3 +183,42 @@ def test_tfrecord_input_errors(tiny_bert, records, tmp_path):
         "task.label_list": "[neg,pos]"})
     assert "task.train_data.max_examples does not apply to TFRecord input" in train(**{
         "task.train_data.max_examples": 10})
+
+
+def test_rows_of_several_sequences_round_trip_with_their_declared_shape(tmp_path):
+    from test_pipeline import CHOICE_SPECS, make_choice_features
+
+    features = make_choice_features([[2, 5, 3], [4, 1], [6, 6, 2], [1]])
+    features.extras["word_index"] = np.arange(int(features.lengths.sum()), dtype=np.int32)
+    info = tfrecords.write_split(str(tmp_path), "validation", features, CHOICE_SPECS, 8, 2,
+                                 with_examples=True)
+    assert info["inputs"]["input_ids"] == [3, 8] and info["sequences"] == 3
+    tfrecords.write_metadata(str(tmp_path), {"task": "t", "max_seq_length": 8, "label_names": [],
+                                             "splits": {"validation": info}})
+    split = tfrecords.open_split(str(tmp_path / "validation-*.tfrecord"))
+    back = tfrecords.read_features(split, dict)
+    np.testing.assert_array_equal(back.sequences, features.sequences)
+    np.testing.assert_array_equal(back.lengths, features.lengths)
+    np.testing.assert_array_equal(back.columns["input_ids"], features.columns["input_ids"])
+    np.testing.assert_array_equal(back.extras["word_index"], features.extras["word_index"])
+    np.testing.assert_array_equal(back.labels, features.labels)
+    rows = [inputs["attention_mask"].numpy() for inputs, _ in tfrecords.TFRecordSource(split).examples()[0]]
+    assert [row.shape for row in rows] == [(3, 8)] * 4
+    assert [row.sum(axis=1).tolist() for row in rows] == [[2, 5, 3], [4, 1, 0], [6, 6, 2], [1, 0, 0]]
+
+
+def test_files_of_format_version_1_are_still_read(tokenizer, tmp_path):
+    task, examples = task_and_examples("question_answering", tmp_path)
+    features = task.encode(examples, tokenizer)
+    info = tfrecords.write_split(str(tmp_path), "validation", features, task.feature_specs, 24, 2,
+                                 with_examples=True)
+    for key in ("inputs", "sequences", "extras"):  # What version 1 did not store.
+        del info[key]
+    (tmp_path / "metadata.json").write_text(json.dumps({
+        "format_version": 1, "task": task.name, "max_seq_length": 24, "label_names": [],
+        "splits": {"validation": info}}))
+    split = tfrecords.open_split(str(tmp_path / "validation-*.tfrecord"))
+    back = tfrecords.read_features(split, task.example_type)
+    np.testing.assert_array_equal(back.columns["input_ids"], features.columns["input_ids"])
+    np.testing.assert_array_equal(back.extras["char_spans"], features.extras["char_spans"])
+    assert back.examples == features.examples

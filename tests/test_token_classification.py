@@ -156,11 +156,11 @@ def test_long_sentences_become_windows_that_cover_every_word(tiny_bert, tmp_path
     # One word is one sub-word here: 10 words + [CLS] + [SEP] per window.
     np.testing.assert_array_equal(features.lengths, [12, 12, 12, 12])
     assert set(features.example_index.tolist()) == {0}
-    starts = features.word_index[features.word_index >= 0]
+    starts = features.extras["word_index"][features.extras["word_index"] >= 0]
     np.testing.assert_array_equal(starts, np.arange(40))  # Every word once, in order.
-    labelled = features.labels[features.word_index >= 0]
+    labelled = features.labels[features.extras["word_index"] >= 0]
     np.testing.assert_array_equal(labelled, [0, 1, 0, 0] * 10)
-    assert (features.labels[features.word_index < 0] == -100).all()
+    assert (features.labels[features.extras["word_index"] < 0] == -100).all()
 
 
 def test_a_word_the_tokenizer_drops_still_gets_a_position(tiny_bert, tmp_path):
@@ -170,8 +170,9 @@ def test_a_word_the_tokenizer_drops_still_gets_a_position(tiny_bert, tmp_path):
     path.write_text(json.dumps({"tokens": ["the", "\u200b", "man"], "tags": ["O", "B-PER", "I-PER"]}) + "\n")
     task = get_task(token_config(label_list=TAGS))
     features = task.encode(task.read_examples(DataConfig(input_path=str(path))), load_tokenizer(tiny_bert))
-    np.testing.assert_array_equal(features.word_index[features.word_index >= 0], [0, 1, 2])
-    np.testing.assert_array_equal(features.labels[features.word_index >= 0], [0, 1, 2])
+    words = features.extras["word_index"]
+    np.testing.assert_array_equal(words[words >= 0], [0, 1, 2])
+    np.testing.assert_array_equal(features.labels[words >= 0], [0, 1, 2])
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -7,18 +7,19 @@ import time
 import keras
 import numpy as np
 
-from tfft.data.features import Features
+from tfft.data.features import Features, FeatureSpecs
 from tfft.data.pipeline import inference_dataset, length_buckets, restore_order
 from tfft.tasks import Task
 
 
-def predict(model, features: Features, batch_size: int, static_length: int = 0,
+def predict(model, features: Features, specs: FeatureSpecs, batch_size: int, static_length: int = 0,
             full_batches: bool = False, output_length: int = 0, output_padding: float = 0.0):
     """Model outputs for every example, in the examples' order.
 
     Args:
         model: The Keras model.
         features: The examples' features.
+        specs: The task's feature specs.
         batch_size: Global batch size.
         static_length: Pad every batch to this length (0: to its longest example).
         full_batches: Fill the last batch (needed with several replicas).
@@ -33,23 +34,23 @@ def predict(model, features: Features, batch_size: int, static_length: int = 0,
     """
     start = time.perf_counter()
     if output_length and not static_length:
-        outputs = _predict_by_length(model, features, batch_size, full_batches, output_length,
+        outputs = _predict_by_length(model, features, specs, batch_size, full_batches, output_length,
                                      output_padding)
     else:
         dataset, order, count = inference_dataset(
-            features, batch_size, static_length=static_length, full_batches=full_batches
+            features, specs, batch_size, static_length=static_length, full_batches=full_batches
         )
         outputs = restore_order(model.predict(dataset, verbose=0), order, count)
     return outputs, time.perf_counter() - start
 
 
-def _predict_by_length(model, features: Features, batch_size: int, full_batches: bool,
-                       output_length: int, padding: float):
+def _predict_by_length(model, features: Features, specs: FeatureSpecs, batch_size: int,
+                       full_batches: bool, output_length: int, padding: float):
     """Per-token outputs predicted one length bucket at a time, padded to ``output_length``."""
     parts, order = [], []
-    for indices, length in length_buckets(features.lengths, batch_size, output_length):
+    for indices, length in length_buckets(features.row_lengths, batch_size, output_length):
         dataset, bucket_order, count = inference_dataset(
-            features.take(indices), batch_size, sort_by_length=False, full_batches=full_batches,
+            features.take(indices), specs, batch_size, sort_by_length=False, full_batches=full_batches,
             pad_length=length,
         )
         outputs = restore_order(model.predict(dataset, verbose=0), bucket_order, count)
@@ -77,8 +78,8 @@ def evaluate(task: Task, model, features: Features, batch_size: int, static_leng
     Returns:
         ``(metrics, outputs)``.
     """
-    outputs, seconds = predict(model, features, batch_size, static_length, full_batches,
-                               task.prediction_length, task.prediction_padding)
+    outputs, seconds = predict(model, features, task.feature_specs, batch_size, static_length,
+                               full_batches, task.prediction_length, task.prediction_padding)
     metrics = task.evaluate(np.asarray(outputs), features)
     metrics["examples_per_second"] = features.num_examples / seconds if seconds else 0.0
     metrics["num_examples"] = features.num_examples

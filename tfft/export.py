@@ -1,8 +1,9 @@
 """Exporting a fine-tuned model_dir: a SavedModel for TF Serving, or a Hugging Face folder.
 
-The SavedModel's ``serving_default`` signature takes int32 ``input_ids``,
-``token_type_ids`` and ``attention_mask`` of shape [batch, seq] and returns the
-task's serving outputs (``logits`` and ``probabilities`` for classification,
+The SavedModel's ``serving_default`` signature takes the task's model inputs as its
+:attr:`~tfft.tasks.Task.feature_specs` declare them (int32 ``input_ids``,
+``token_type_ids`` and ``attention_mask`` of shape [batch, seq] for most tasks) and
+returns the task's serving outputs (``logits`` and ``probabilities`` for classification,
 ``predictions`` for regression, ``logits`` and ``tag_ids`` for token classification,
 ``start_logits`` and ``end_logits`` for question answering). The tokenizer files, the
 backbone config, ``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``.
@@ -26,7 +27,6 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfft import modeling
-from tfft.backbones.base import INPUT_NAMES
 from tfft.backbones.saving import write_hf_folder
 from tfft.data.tokenization import save_tokenizer
 from tfft.errors import TfftError
@@ -47,17 +47,15 @@ class ServingModule(tf.Module):
         self.model = model
         self._task = task
         self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]
+        specs = task.feature_specs.inputs
+        self._names = list(specs)
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec([None, *spec.shape], spec.dtype, name=name) for name, spec in specs.items()
+        ])
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES]
-    )
-    def serve(self, input_ids, token_type_ids, attention_mask):
-        """Runs the model on token ids; returns the task's named outputs."""
-        outputs = self.model(
-            {"input_ids": input_ids, "token_type_ids": token_type_ids,
-             "attention_mask": attention_mask},
-            training=False,
-        )
+    def _serve(self, *inputs):
+        """Runs the model on the task's inputs; returns the task's named outputs."""
+        outputs = self.model(dict(zip(self._names, inputs, strict=True)), training=False)
         return self._task.serving_outputs(outputs)
 
 

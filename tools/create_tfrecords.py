@@ -67,7 +67,7 @@ def create(config, output_dir: str, num_shards: int, splits) -> dict:
         for split, split_examples in examples.items():
             features = task.encode(split_examples, tokenizer)
             written[split] = tfrecords.write_split(
-                output_dir, split, features, config.task.max_seq_length, num_shards,
+                output_dir, split, features, task.feature_specs, config.task.max_seq_length, num_shards,
                 with_examples=split == "validation",
             )
             logging.info("wrote %d %s rows (%d examples) to %d files", written[split]["rows"], split,

@@ -15,7 +15,8 @@ from absl import app, flags
 from tfft import modeling
 from tfft.cli.common import define_config_flags, user_errors
 from tfft.config import build_config
-from tfft.training.experiment import MODES, OUTPUT_FORMATS, Experiment
+from tfft.tasks import TASKS
+from tfft.training.experiment import MODES, Experiment
 
 define_config_flags()
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and results.")
@@ -24,10 +25,10 @@ flags.DEFINE_string(
     "checkpoint", "",
     "For eval/predict: final, best, latest or a .weights.h5 path (default: final, else latest).",
 )
-flags.DEFINE_enum(
-    "output_format", "", ["", *OUTPUT_FORMATS],
-    "For predict: jsonl (default of sentence and token tasks), conll (token<TAB>tag lines; "
-    "token tasks) or json (question answering: predictions.json + nbest_predictions.json).",
+flags.DEFINE_string(
+    "output_format", "",
+    "For predict: the predictions file's format (default: the task's first). "
+    + "; ".join(f"{name}: {', '.join(task.output_formats)}" for name, task in sorted(TASKS.items())) + ".",
 )
 flags.DEFINE_string(
     "tpu", "",

@@ -14,8 +14,10 @@ exactly:
 4. each global batch is split into per-replica batches: replica ``r`` of worker ``w``
    gets the same examples as in a one-device run, so any number of devices trains on
    the same global batches. TFRecord files are instead sharded by worker (file level);
-5. batches are padded to their longest example, or to ``max_seq_length`` in
-   static-shape mode (TPUs).
+5. batches are padded as the task's :class:`~tfft.data.features.FeatureSpecs` say:
+   the token axis to the batch's longest sequence, or to ``max_seq_length`` in
+   static-shape mode (TPUs); other axes (e.g. the choices of multiple choice) to their
+   declared size.
 """
 
 from __future__ import annotations
@@ -27,31 +29,42 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfft.data.features import Features
+from tfft.data.features import Features, FeatureSpec, FeatureSpecs
 
 #: Batches per length-sorted group (as in Hugging Face's LengthGroupedSampler).
 GROUP_BATCHES = 50
-#: Label of padding positions in per-token labels (ignored by the loss).
-IGNORED_LABEL = -100
 
 
-def _ragged(values: np.ndarray, lengths: np.ndarray) -> tf.RaggedTensor:
-    return tf.RaggedTensor.from_row_lengths(values, tf.constant(lengths, dtype=tf.int64))
+def _ragged(values: np.ndarray, features: Features) -> tf.RaggedTensor:
+    """Flat per-token ``values`` cut into rows (and, for several sequences per row, sequences)."""
+    lengths = tf.constant(features.lengths, dtype=tf.int64)
+    if features.sequences is None:
+        return tf.RaggedTensor.from_row_lengths(values, lengths)
+    sequences = tf.constant(features.sequences, dtype=tf.int64)
+    return tf.RaggedTensor.from_nested_row_lengths(values, [sequences, lengths])
 
 
 def _ragged_slices(features: Features) -> dict[str, tf.RaggedTensor]:
-    return {name: _ragged(values, features.lengths) for name, values in features.columns.items()}
+    return {name: _ragged(values, features) for name, values in features.columns.items()}
 
 
-def _pad_tensor(value, static_length: int, default=0, batch_size=None):
+def _pad_tensor(value, spec: FeatureSpec, static_length: int = 0, batch_size=None):
+    """Pads a ragged batch as ``spec`` declares: the token axis to ``static_length`` if set."""
     if not isinstance(value, tf.RaggedTensor):
         return value
-    shape = [batch_size, static_length] if static_length else None
-    return value.to_tensor(default_value=default, shape=shape)
+    shape = [batch_size, *(spec.static_shape(static_length) if static_length else spec.shape)]
+    return value.to_tensor(default_value=tf.cast(spec.padding, value.dtype), shape=shape)
 
 
-def _pad(batch: dict, static_length: int, batch_size=None) -> dict:
-    return {name: _pad_tensor(value, static_length, 0, batch_size) for name, value in batch.items()}
+def _pad(batch: dict, specs: dict[str, FeatureSpec], static_length: int, batch_size=None) -> dict:
+    return {name: _pad_tensor(value, specs[name], static_length, batch_size) for name, value in batch.items()}
+
+
+def _row_lengths(value: tf.RaggedTensor):
+    """Per row of a ragged batch, its longest sequence."""
+    if value.ragged_rank == 1:
+        return value.row_lengths()
+    return tf.reduce_max(value.row_lengths(axis=2), axis=1)
 
 
 def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
@@ -95,11 +108,13 @@ class TrainingSource(abc.ABC):
     Attributes:
         num_rows: Model inputs (windows) per epoch.
         num_examples: Examples they come from (e.g. questions, sentences).
+        specs: Shapes and padding of the inputs and the label.
         repeats: Whether :meth:`examples` is infinite (streams that a worker may exhaust).
     """
 
     num_rows: int
     num_examples: int
+    specs: FeatureSpecs
     repeats: bool = False
 
     @abc.abstractmethod
@@ -112,10 +127,12 @@ class InMemorySource(TrainingSource):
 
     Args:
         features: The training features.
+        specs: The task's feature specs.
     """
 
-    def __init__(self, features: Features):
+    def __init__(self, features: Features, specs: FeatureSpecs):
         self.features = features
+        self.specs = specs
         self.num_rows = len(features)
         self.num_examples = features.num_examples
         self._dataset = None
@@ -123,8 +140,7 @@ class InMemorySource(TrainingSource):
     def examples(self, context=None) -> tuple[tf.data.Dataset, bool]:  # noqa: D102
         if self._dataset is None:  # Built once: the data is embedded in the dataset graph.
             features = self.features
-            labels = (_ragged(features.labels, features.lengths) if features.label_per_token
-                      else features.labels)
+            labels = _ragged(features.labels, features) if features.label_per_token else features.labels
             self._dataset = tf.data.Dataset.from_tensor_slices((_ragged_slices(features), labels))
         return self._dataset, False
 
@@ -173,9 +189,10 @@ def epoch_dataset(
         steps *= replicas // workers
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     fixed = batch_size if plan.drop_remainder else None
+    specs = source.specs
     dataset = dataset.map(
-        lambda x, y: (_pad(x, plan.static_length, fixed),
-                      _pad_tensor(y, plan.static_length, IGNORED_LABEL, fixed))
+        lambda x, y: (_pad(x, specs.inputs, plan.static_length, fixed),
+                      _pad_tensor(y, specs.label, plan.static_length, fixed))
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -195,7 +212,7 @@ def _replica_batches(dataset, context, per_replica: int, sharded: bool) -> tf.da
 
 
 def _sort_group_by_length(inputs: dict, labels):
-    order = tf.argsort(inputs["input_ids"].row_lengths(), stable=True)
+    order = tf.argsort(_row_lengths(next(iter(inputs.values()))), stable=True)
     return {name: tf.gather(value, order) for name, value in inputs.items()}, tf.gather(labels, order)
 
 
@@ -212,8 +229,8 @@ def distribute(strategy: tf.distribute.Strategy, dataset_fn):
 
 
 def inference_dataset(
-    features: Features, batch_size: int, sort_by_length: bool = True, static_length: int = 0,
-    full_batches: bool = False, pad_length: int = 0,
+    features: Features, specs: FeatureSpecs, batch_size: int, sort_by_length: bool = True,
+    static_length: int = 0, full_batches: bool = False, pad_length: int = 0,
 ) -> tuple[tf.data.Dataset, np.ndarray, int]:
     """Unshuffled padded input batches for prediction, and how to undo their order.
 
@@ -224,6 +241,7 @@ def inference_dataset(
 
     Args:
         features: The examples' features.
+        specs: The task's feature specs (the inputs' shapes and padding).
         batch_size: Global batch size.
         sort_by_length: Sort the examples by length first.
         static_length: Static shapes (TPUs): every batch is ``[batch_size, static_length]``.
@@ -236,14 +254,14 @@ def inference_dataset(
         :func:`restore_order` to put model outputs back in example order.
     """
     count = len(features)
-    order = np.argsort(features.lengths, kind="stable") if sort_by_length else np.arange(count)
+    order = np.argsort(features.row_lengths, kind="stable") if sort_by_length else np.arange(count)
     if static_length or full_batches:
         filler = num_batches(count, batch_size, drop_remainder=False) * batch_size - count
         order = np.concatenate([order, np.full(filler, order[-1])])
     dataset = tf.data.Dataset.from_tensor_slices(_ragged_slices(features.take(order)))
     fixed = batch_size if static_length else None
     length = static_length or pad_length
-    dataset = dataset.ragged_batch(batch_size).map(lambda x: _pad(x, length, fixed))
+    dataset = dataset.ragged_batch(batch_size).map(lambda x: _pad(x, specs.inputs, length, fixed))
     return dataset.prefetch(tf.data.AUTOTUNE), order, count
 
 

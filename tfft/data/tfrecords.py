@@ -4,17 +4,20 @@
 
 - ``train-00000-of-0000N.tfrecord`` ... and ``validation-...tfrecord``: one
   ``tf.train.Example`` per model input row (a window, for tasks that cut long texts),
-  every feature fixed-length: ``input_ids``, ``token_type_ids``, ``attention_mask``
-  (``max_seq_length`` each, zero-padded), ``length`` and ``label`` (per-token labels
-  padded with -100). Validation rows also carry what post-processing needs:
-  ``word_index``, ``char_spans``, ``example_index`` and, on an example's first row,
-  the example itself as JSON;
+  every feature fixed-length in the shapes the task declares
+  (:class:`~tfft.data.features.FeatureSpecs`, the token axis at ``max_seq_length``):
+  the model inputs (zero-padded), ``length`` (tokens per sequence of the row) and
+  ``label`` (per-token labels padded with the label's padding). Validation rows also
+  carry what post-processing needs: the task's per-token extras (e.g. ``word_index``,
+  ``char_spans``), ``example_index`` and, on an example's first row, the example
+  itself as JSON;
 - ``metadata.json``: the task, ``max_seq_length``, the label list and, per split, the
-  example and row counts, the files and the label's type.
+  example and row counts, the files and every feature's stored shape and dtype.
 
 Rows go to the shards round-robin and are read back interleaved one record per file,
 so one reader sees them in their original order (the order the same data has when
-read from text files); several workers read disjoint sets of files.
+read from text files); several workers read disjoint sets of files. Files written by
+format version 1 (before feature shapes were stored) are read too.
 """
 
 from __future__ import annotations
@@ -29,14 +32,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfft.data.features import Features
-from tfft.data.pipeline import IGNORED_LABEL, TrainingSource
+from tfft.data.features import MODEL_INPUTS, Features, FeatureSpec, FeatureSpecs
+from tfft.data.pipeline import TrainingSource
 from tfft.errors import TfftError
 
 METADATA_FILE = "metadata.json"
 SUFFIX = ".tfrecord"
-FORMAT_VERSION = 1
-INPUT_COLUMNS = ("input_ids", "token_type_ids", "attention_mask")
+FORMAT_VERSION = 2
 SPLITS = ("train", "validation")
 
 
@@ -48,19 +50,39 @@ def _float(values) -> tf.train.Feature:
     return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values).ravel().tolist()))
 
 
-def _padded(values: np.ndarray, length: int, fill: int) -> np.ndarray:
-    out = np.full((length, *values.shape[1:]), fill, dtype=np.int64)
-    out[:len(values)] = values
-    return out
+def _feature(values, dtype: str) -> tf.train.Feature:
+    return (_float if dtype == "float32" else _int64)(values)
 
 
-def label_spec(features: Features, max_seq_length: int) -> dict:
-    """The label's stored dtype and per-row shape."""
-    if features.label_per_token:
-        return {"dtype": "int64", "shape": [max_seq_length], "per_token": True}
-    labels = np.asarray(features.labels)
-    dtype = "float32" if np.issubdtype(labels.dtype, np.floating) else "int64"
-    return {"dtype": dtype, "shape": list(labels.shape[1:]), "per_token": False}
+def _stored_dtype(values: np.ndarray) -> str:
+    return "float32" if np.issubdtype(np.asarray(values).dtype, np.floating) else "int64"
+
+
+class _Rows:
+    """Cuts flat per-token arrays into fixed-shape rows: ``[L, ...]`` or ``[S, L, ...]``."""
+
+    def __init__(self, features: Features, sequences: int, length: int):
+        self.features, self.sequences, self.length = features, sequences, length
+        self.offsets = features.offsets()
+        counts = np.ones(len(features), np.int64) if features.sequences is None else features.sequences
+        self.first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.counts = counts
+
+    def lengths(self, row: int) -> np.ndarray:
+        """Tokens per sequence of ``row``, zero for missing sequences."""
+        out = np.zeros(max(self.sequences, 1), dtype=np.int64)
+        count = self.counts[row]
+        out[:count] = self.features.lengths[self.first[row]:self.first[row] + count]
+        return out
+
+    def block(self, values: np.ndarray, row: int, fill) -> np.ndarray:
+        """The row's values of a flat per-token array, padded to the fixed shape."""
+        out = np.full((max(self.sequences, 1), self.length, *values.shape[1:]), fill, dtype=values.dtype)
+        for slot in range(self.counts[row]):
+            sequence = self.first[row] + slot
+            start, count = self.offsets[sequence], self.features.lengths[sequence]
+            out[slot, :count] = values[start:start + count]
+        return out if self.sequences else out[0]
 
 
 def shard_names(split: str, num_shards: int) -> list[str]:
@@ -69,8 +91,8 @@ def shard_names(split: str, num_shards: int) -> list[str]:
 
 
 def write_split(
-    folder: str, split: str, features: Features, max_seq_length: int, num_shards: int,
-    with_examples: bool = False,
+    folder: str, split: str, features: Features, specs: FeatureSpecs, max_seq_length: int,
+    num_shards: int, with_examples: bool = False,
 ) -> dict:
     """Writes ``features`` (with labels) into ``num_shards`` files; returns the split's metadata.
 
@@ -78,7 +100,8 @@ def write_split(
         folder: Output folder (local or ``gs://``).
         split: ``train`` or ``validation`` (the file name prefix).
         features: Tokenized rows with labels.
-        max_seq_length: Fixed length of every per-token feature.
+        specs: The task's feature specs (shapes, dtypes and padding).
+        max_seq_length: Fixed length of the token axis.
         num_shards: Number of files (rows are dealt to them round-robin).
         with_examples: Also store what evaluation needs (post-processing fields and
             the examples as JSON).
@@ -87,55 +110,42 @@ def write_split(
         raise TfftError(f"the {split} data has no labels; TFRecord files are for labelled data")
     num_shards = max(1, min(num_shards, len(features)))
     names = shard_names(split, num_shards)
-    spec = label_spec(features, max_seq_length)
+    rows = _Rows(features, specs.sequences, max_seq_length)
+    label = specs.label
+    info = {
+        "inputs": {name: list(spec.static_shape(max_seq_length)) for name, spec in specs.inputs.items()},
+        "sequences": specs.sequences,
+        "label": {"dtype": "float32" if label.dtype == "float32" else "int64",
+                  "shape": list(label.static_shape(max_seq_length)), "per_token": label.per_token},
+        "extras": {},
+    }
+    example_index = np.arange(len(features)) if features.example_index is None else features.example_index
+    if with_examples:
+        token_shape = info["inputs"][MODEL_INPUTS[0]]
+        info["extras"] = {name: {"dtype": _stored_dtype(values), "shape": [*token_shape, *values.shape[1:]]}
+                          for name, values in features.extras.items()}
+        first_rows = set(np.unique(example_index, return_index=True)[1].tolist())
     writers = [tf.io.TFRecordWriter(posixpath.join(folder, name)) for name in names]
-    extra = _EvaluationFields(features, max_seq_length) if with_examples else None
-    for row, (offset, length) in enumerate(zip(features.offsets(), features.lengths, strict=True)):
-        tokens = slice(offset, offset + length)
-        entry = {name: _int64(_padded(values[tokens], max_seq_length, 0))
-                 for name, values in features.columns.items()}
-        entry["length"] = _int64([length])
-        if spec["per_token"]:
-            entry["label"] = _int64(_padded(features.labels[tokens], max_seq_length, IGNORED_LABEL))
-        else:
-            entry["label"] = (_float if spec["dtype"] == "float32" else _int64)(features.labels[row])
-        if extra:
-            entry.update(extra.row(row, tokens))
+    for row in range(len(features)):
+        entry = {name: _int64(rows.block(values, row, 0)) for name, values in features.columns.items()}
+        entry["length"] = _int64(rows.lengths(row))
+        labels = rows.block(features.labels, row, label.padding) if label.per_token else features.labels[row]
+        entry["label"] = _feature(labels, info["label"]["dtype"])
+        if with_examples:
+            entry.update({name: _feature(rows.block(values, row, 0), info["extras"][name]["dtype"])
+                          for name, values in features.extras.items()})
+            example = int(example_index[row])
+            text = b""
+            if features.examples is not None and row in first_rows:
+                text = json.dumps(dataclasses.asdict(features.examples[example]), ensure_ascii=False).encode()
+            entry["example_index"] = _int64([example])
+            entry["example"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))
         record = tf.train.Example(features=tf.train.Features(feature=entry))
         writers[row % num_shards].write(record.SerializeToString())
     for writer in writers:
         writer.close()
-    return {
-        "examples": features.num_examples, "rows": len(features), "files": names,
-        "label": spec, "with_examples": with_examples,
-    }
-
-
-class _EvaluationFields:
-    """What evaluation needs besides inputs and labels: post-processing fields and examples."""
-
-    def __init__(self, features: Features, max_seq_length: int):
-        total = int(features.lengths.sum())
-        self.length = max_seq_length
-        self.words = features.word_index if features.word_index is not None else np.full(total, -1)
-        self.spans = (features.char_spans if features.char_spans is not None
-                      else np.zeros((total, 2), dtype=np.int64))
-        self.example_index = (features.example_index if features.example_index is not None
-                              else np.arange(len(features)))
-        self.first_rows = set(np.unique(self.example_index, return_index=True)[1].tolist())
-        self.examples = features.examples
-
-    def row(self, row: int, tokens: slice) -> dict:
-        example = int(self.example_index[row])
-        text = b""
-        if self.examples is not None and row in self.first_rows:
-            text = json.dumps(dataclasses.asdict(self.examples[example]), ensure_ascii=False).encode()
-        return {
-            "word_index": _int64(_padded(self.words[tokens], self.length, -1)),
-            "char_spans": _int64(_padded(self.spans[tokens], self.length, 0)),
-            "example_index": _int64([example]),
-            "example": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
-        }
+    return {"examples": features.num_examples, "rows": len(features), "files": names,
+            "with_examples": with_examples, **info}
 
 
 def write_metadata(folder: str, metadata: dict) -> None:
@@ -172,6 +182,31 @@ class TFRecordSplit:
     def max_seq_length(self) -> int:
         """The fixed length of the per-token features."""
         return int(self.metadata["max_seq_length"])
+
+    @property
+    def layout(self) -> dict:
+        """Stored shapes: ``inputs``, ``sequences``, ``label`` and ``extras`` (as format 2 writes them).
+
+        Format 1 files stored the three token inputs and, with examples, ``word_index``
+        and ``char_spans``, all ``[max_seq_length]`` (``[max_seq_length, 2]``).
+        """
+        info, length = self.info, self.max_seq_length
+        if "inputs" in info:
+            return info
+        extras = {"word_index": {"dtype": "int64", "shape": [length]},
+                  "char_spans": {"dtype": "int64", "shape": [length, 2]}}
+        return {**info, "inputs": {name: [length] for name in MODEL_INPUTS}, "sequences": 0,
+                "extras": extras if info.get("with_examples") else {}}
+
+    @property
+    def specs(self) -> FeatureSpecs:
+        """The stored features' specs (every shape static)."""
+        layout = self.layout
+        label = layout["label"]
+        return FeatureSpecs(
+            {name: FeatureSpec(tuple(shape)) for name, shape in layout["inputs"].items()},
+            FeatureSpec(tuple(label["shape"]), "float32" if label["dtype"] == "float32" else "int32"),
+        )
 
 
 def open_split(path: str) -> TFRecordSplit:
@@ -220,14 +255,14 @@ def open_split(path: str) -> TFRecordSplit:
 
 
 def _parse_spec(split: TFRecordSplit, with_examples: bool) -> dict:
-    length = split.max_seq_length
-    label = split.info["label"]
-    spec = {name: tf.io.FixedLenFeature([length], tf.int64) for name in INPUT_COLUMNS}
-    spec["length"] = tf.io.FixedLenFeature([1], tf.int64)
+    layout = split.layout
+    spec = {name: tf.io.FixedLenFeature(shape, tf.int64) for name, shape in layout["inputs"].items()}
+    spec["length"] = tf.io.FixedLenFeature([max(layout["sequences"], 1)], tf.int64)
+    label = layout["label"]
     spec["label"] = tf.io.FixedLenFeature(label["shape"], tf.dtypes.as_dtype(label["dtype"]))
     if with_examples:
-        spec["word_index"] = tf.io.FixedLenFeature([length], tf.int64)
-        spec["char_spans"] = tf.io.FixedLenFeature([length * 2], tf.int64)
+        for name, extra in layout["extras"].items():
+            spec[name] = tf.io.FixedLenFeature(extra["shape"], tf.dtypes.as_dtype(extra["dtype"]))
         spec["example_index"] = tf.io.FixedLenFeature([1], tf.int64)
         spec["example"] = tf.io.FixedLenFeature([], tf.string)
     return spec
@@ -242,7 +277,7 @@ def _records(files) -> tf.data.Dataset:
 
 
 class TFRecordSource(TrainingSource):
-    """Training rows streamed from TFRecord files (fixed length; repeated; sharded by worker).
+    """Training rows streamed from TFRecord files (fixed shapes; repeated; sharded by worker).
 
     Args:
         split: The files and their metadata.
@@ -252,6 +287,7 @@ class TFRecordSource(TrainingSource):
 
     def __init__(self, split: TFRecordSplit):
         self.split = split
+        self.specs = split.specs
         self.num_rows = int(split.info["rows"])
         self.num_examples = int(split.info["examples"])
 
@@ -264,11 +300,11 @@ class TFRecordSource(TrainingSource):
             if workers > 1:
                 records = records.shard(workers, context.input_pipeline_id)
         spec = _parse_spec(self.split, with_examples=False)
-        label_dtype = tf.float32 if self.split.info["label"]["dtype"] == "float32" else tf.int32
+        names, label_dtype = list(self.specs.inputs), tf.dtypes.as_dtype(self.specs.label.dtype)
 
         def parse(serialized):
             parsed = tf.io.parse_single_example(serialized, spec)
-            inputs = {name: tf.cast(parsed[name], tf.int32) for name in INPUT_COLUMNS}
+            inputs = {name: tf.cast(parsed[name], tf.int32) for name in names}
             return inputs, tf.cast(parsed["label"], label_dtype)
 
         return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True), workers > 1
@@ -289,6 +325,7 @@ def read_features(split: TFRecordSplit, example_type: type) -> Features:
             f"the {split.split} TFRecord files hold no evaluation fields; write validation data "
             "with tools/create_tfrecords.py and point task.validation_data.input_path at it"
         )
+    layout = split.layout
     spec = _parse_spec(split, with_examples=True)
     columns: dict[str, list] = {name: [] for name in spec}
     try:
@@ -301,21 +338,27 @@ def read_features(split: TFRecordSplit, example_type: type) -> Features:
             "recreate them with tools/create_tfrecords.py"
         ) from None
     data = {name: np.concatenate(values) for name, values in columns.items()}
-    lengths = data["length"][:, 0].astype(np.int32)
-    keep = np.arange(split.max_seq_length)[None, :] < lengths[:, None]
-    label = split.info["label"]
+    length, sequences = data["length"], None
+    if layout["sequences"]:
+        sequences = (length > 0).sum(axis=1).astype(np.int32)
+        lengths = length[length > 0]
+    else:
+        length, lengths = length[:, 0], length[:, 0]
+    keep = np.arange(split.max_seq_length) < length[..., None]
+    label = layout["label"]
     labels = data["label"][keep] if label["per_token"] else data["label"]
     example_rows = np.nonzero(data["example"] != b"")[0]
     examples = [_from_plain(example_type, json.loads(data["example"][row])) for row in example_rows]
     return Features(
-        {name: data[name][keep].astype(np.int32) for name in INPUT_COLUMNS},
-        lengths,
+        {name: data[name][keep].astype(np.int32) for name in layout["inputs"]},
+        lengths.astype(np.int32),
         labels.astype(np.float32 if label["dtype"] == "float32" else np.int32),
         label["per_token"],
-        word_index=data["word_index"][keep].astype(np.int32),
-        example_index=data["example_index"][:, 0].astype(np.int32),
-        char_spans=data["char_spans"].reshape(len(lengths), -1, 2)[keep].astype(np.int32),
-        examples=examples,
+        sequences,
+        {name: data[name][keep].astype(np.float32 if extra["dtype"] == "float32" else np.int32)
+         for name, extra in layout["extras"].items()},
+        data["example_index"][:, 0].astype(np.int32),
+        examples,
     )
 
 

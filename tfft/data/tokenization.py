@@ -6,10 +6,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from tfft.data.features import Features
+from tfft.data.features import MODEL_INPUTS, Features
 from tfft.errors import TfftError, reason
 
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 WORDPIECE_VOCAB = "vocab.txt"
 # Vocabulary files servers may tokenize with instead of tokenizer.json.
 _VOCAB_PATTERNS = (WORDPIECE_VOCAB, "vocab.json", "merges.txt", "*.model")

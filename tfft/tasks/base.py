@@ -20,10 +20,9 @@ import keras
 import numpy as np
 
 from tfft.backbones import Backbone
-from tfft.backbones.base import backbone_inputs
 from tfft.backbones.layers import Dropout
 from tfft.config import DataConfig, TaskConfig, register_task_section
-from tfft.data.features import Features
+from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
 from tfft.errors import TfftError
 
 #: Metrics where a lower value is better; all others are maximised.
@@ -68,6 +67,8 @@ class Task(abc.ABC):
     output_formats: ClassVar[tuple[str, ...]] = ("jsonl",)
     #: The (frozen) dataclass :meth:`read_examples` returns.
     example_type: ClassVar[type]
+    #: The training target per row (default: one int32 class id).
+    label_spec: ClassVar[FeatureSpec] = FeatureSpec(())
 
     def __init__(self, config: TaskConfig):
         self.config = config
@@ -81,6 +82,16 @@ class Task(abc.ABC):
     def main_metric_mode(self) -> str:
         """``"max"`` or ``"min"``: which direction of the main metric is better."""
         return "min" if self.main_metric in LOWER_IS_BETTER else "max"
+
+    @property
+    def feature_specs(self) -> FeatureSpecs:
+        """The model's inputs and label per row, as :meth:`encode` makes them.
+
+        Pipelines, TFRecord files, the model's Keras inputs and the serving signature
+        are built from these. Default: the backbone's ``[batch, seq]`` token inputs and
+        :attr:`label_spec`.
+        """
+        return token_specs(self.label_spec)
 
     @property
     def label_names(self) -> list[str]:
@@ -183,14 +194,19 @@ class Task(abc.ABC):
         """
         raise TfftError(f"task '{self.name}' cannot be exported in Hugging Face format; use saved_model")
 
+    def model_inputs(self) -> dict[str, keras.KerasTensor]:
+        """Symbolic Keras inputs as :attr:`feature_specs` declares them."""
+        return {name: keras.Input(shape=spec.shape, dtype=spec.dtype, name=name)
+                for name, spec in self.feature_specs.inputs.items()}
+
     def build_model(self, backbone: Backbone, dropout: float) -> keras.Model:
-        """The backbone with this task's head, taking the backbone's named inputs.
+        """The backbone with this task's head, taking the inputs of :attr:`feature_specs`.
 
         Args:
             backbone: The encoder.
             dropout: Dropout rate applied before the head.
         """
-        inputs = backbone_inputs()
+        inputs = self.model_inputs()
         outputs = self.build_head(backbone(inputs), inputs, dropout)
         return keras.Model(inputs, outputs, name=f"{self.name}_model")
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
-from tfft.data.features import Features
+from tfft.data.features import Features, FeatureSpec
 from tfft.data.sources import Record, read_records
 from tfft.errors import TfftError
 from tfft.tasks import metrics
@@ -154,6 +154,8 @@ class QuestionAnswering(Task):
     output_formats = ("json",)
     example_type = QuestionExample
     config_class = QuestionAnsweringConfig
+    #: Start and end token of the answer.
+    label_spec = FeatureSpec((2,))
 
     def __init__(self, config: QuestionAnsweringConfig):
         super().__init__(config)
@@ -483,9 +485,8 @@ class _Windows:
         return Features(
             columns, np.array(self.lengths, dtype=np.int32),
             labels=np.array(self.labels, dtype=np.int32) if labeled else None,
-            word_index=np.concatenate(self.words),
+            extras={"word_index": np.concatenate(self.words), "char_spans": np.concatenate(self.spans)},
             example_index=np.array(self.example_index, dtype=np.int32),
-            char_spans=np.concatenate(self.spans),
             examples=examples,
         )
 
@@ -508,13 +509,13 @@ class _WindowView:
 
     def __init__(self, features: Features, offsets: np.ndarray, row: int, outputs: np.ndarray):
         begin, length = offsets[row], features.lengths[row]
-        words = features.word_index[begin:begin + length]
+        words = features.extras["word_index"][begin:begin + length]
         positions = np.nonzero(words >= 0)[0]
         #: Index of each context token of the window among the example's context tokens.
         self.context = words[positions]
         self.start_logits = outputs[row, positions, 0].astype(np.float64)
         self.end_logits = outputs[row, positions, 1].astype(np.float64)
-        self.chars = features.char_spans[begin + positions]
+        self.chars = features.extras["char_spans"][begin + positions]
         #: Start and end logits of the first token ([CLS]): "no answer".
         self.null_logits = (float(outputs[row, 0, 0]), float(outputs[row, 0, 1]))
 

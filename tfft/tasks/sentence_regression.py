@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from tfft.data.features import FeatureSpec
 from tfft.errors import TfftError
 from tfft.tasks import metrics
 from tfft.tasks.base import register_task
@@ -21,6 +22,7 @@ class SentenceRegression(SentenceTask):
     default_main_metric = "pearson"
     metric_names = ("loss", "pearson", "spearman")
     num_outputs = 1
+    label_spec = FeatureSpec((), "float32")
 
     def hf_config(self) -> dict:
         """Regression: one output, MSE loss in transformers."""

@@ -18,8 +18,7 @@ import numpy as np
 
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
-from tfft.data.features import Features, flatten
-from tfft.data.pipeline import IGNORED_LABEL
+from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, flatten
 from tfft.data.sources import Record, read_records
 from tfft.errors import TfftError
 from tfft.tasks import metrics
@@ -73,6 +72,8 @@ class TokenClassification(Task):
     output_formats = ("jsonl", "conll")
     example_type = TokenExample
     config_class = TokenClassificationConfig
+    #: A tag id per token (-100 where none is learnt).
+    label_spec = FeatureSpec((None,), "int32", IGNORED_LABEL)
 
     @property
     def label_names(self) -> list[str]:
@@ -230,7 +231,7 @@ class TokenClassification(Task):
             labels.append(row_labels)
         features = Features.from_lists({name: encoded[name] for name in _INPUTS})
         total = int(features.lengths.sum())
-        features.word_index = flatten(word_index, total)
+        features.extras["word_index"] = flatten(word_index, total)
         features.example_index = np.array([index for index, _, _ in windows], dtype=np.int32)
         if all(example.tags is not None for example in examples):
             features.labels, features.label_per_token = flatten(labels, total), True
@@ -253,7 +254,7 @@ class TokenClassification(Task):
         grouped: dict[int, tuple[list, list]] = {}
         offsets = features.offsets()
         for row, (offset, length) in enumerate(zip(offsets, features.lengths, strict=True)):
-            words = features.word_index[offset:offset + length]
+            words = features.extras["word_index"][offset:offset + length]
             positions = np.nonzero(words >= 0)[0]
             logits, gold = grouped.setdefault(int(features.example_index[row]), ([], []))
             logits.extend(outputs[row, positions])

@@ -48,8 +48,6 @@ from tfft.training.optimizer import create_optimizer
 from tfft.training.strategy import configure_runtime, create_strategy, worker_of
 
 MODES = ("train", "eval", "train_and_eval", "predict")
-#: ``--output_format`` values for predictions (each task writes some of them).
-OUTPUT_FORMATS = ("jsonl", "conll", "json")
 WORKERS_DIR = "workers"
 
 
@@ -176,6 +174,16 @@ class Experiment:
                 f"task.max_seq_length is {self.config.task.max_seq_length}; set it to "
                 f"{files.max_seq_length} or recreate the files"
             )
+        expected, stored = self.task.feature_specs, files.specs
+        stored_shapes = {name: spec.shape for name, spec in stored.inputs.items()}
+        stored_shapes["label"] = stored.label.shape
+        for name, spec in {**expected.inputs, "label": expected.label}.items():
+            want = spec.static_shape(files.max_seq_length)
+            if stored_shapes.get(name) != want:
+                raise TfftError(
+                    f"'{data.input_path}' holds {name} of shape {list(stored_shapes.get(name, []))} per "
+                    f"row but this config needs {list(want)}; recreate the files with this config"
+                )
         self.task.adopt_label_names(written["label_names"], data.input_path)
         return files
 
@@ -198,7 +206,8 @@ class Experiment:
         if files is not None:
             logging.info("training from %d TFRecord files (%d rows)", len(files.files), files.info["rows"])
             return tfrecords.TFRecordSource(files), checkpoint, tokenizer
-        return InMemorySource(self.task.encode(examples, tokenizer)), checkpoint, tokenizer
+        features = self.task.encode(examples, tokenizer)
+        return InMemorySource(features, self.task.feature_specs), checkpoint, tokenizer
 
     def _validation_features(self, tokenizer) -> Features:
         files = self._tfrecord_split("validation_data")
@@ -399,7 +408,7 @@ class Experiment:
         examples = self._read(split, labeled=False)
         features = self.task.encode(examples, tokenizer)
         outputs, _ = evaluation.predict(
-            model, features, self.eval_batch_size, self.static_length,
+            model, features, self.task.feature_specs, self.eval_batch_size, self.static_length,
             full_batches=self.replicas > 1 and not self.worker.multi_worker,
             output_length=self.task.prediction_length, output_padding=self.task.prediction_padding,
         )
