@@ -212,8 +212,6 @@ def test_section_must_be_a_mapping():
                                  r"default, one_device, mirrored, multi_worker, tpu"),
         ("runtime.mixed_precision=float16", r"config key 'runtime\.mixed_precision' has unknown value "
                                             r"'float16'"),
-        ("task.validation_data.format=parquet", r"config key 'task\.validation_data\.format' has unknown "
-                                                r"value 'parquet'"),
     ],
 )
 def test_value_outside_choices_is_rejected(override, message):

@@ -8,7 +8,8 @@ import re
 import pytest
 from conftest import SHARED_DATA
 
-from tfft.data.sources import Record, infer_format, read_records
+from tfft.data import sources
+from tfft.data.sources import Record, format_names, infer_format, read_records, register_format
 from tfft.errors import TfftError
 
 
@@ -204,6 +205,53 @@ def test_unknown_suffix_is_an_error(tmp_path):
         read_records(path)
     # Declaring the format reads the same file.
     assert read_records(path, "tsv")[0].fields == {"sentence": "x", "label": "1"}
+
+
+def test_unknown_format_name_lists_the_known_ones(tmp_path):
+    path = write(tmp_path / "data.tsv", "sentence\tlabel\nx\t1\n")
+    with pytest.raises(TfftError, match=rf"^input '{re.escape(path)}' has unknown format 'parquet'; set "
+                                        r"task\.\*_data\.format to one of auto, conll, csv, json, jsonl, "
+                                        r"tfds, tfrecord, tsv"):
+        read_records(path, "parquet")
+
+
+def test_a_registered_format_is_read_by_name_and_suffix(tmp_path):
+    def read_pipes(path, data):
+        with open(path) as file:
+            for line, text in enumerate(file, start=1):
+                cells = text.rstrip("\n").split("|")
+                yield Record(dict(zip(("sentence", "label"), cells, strict=True)), path, line)
+
+    register_format("pipes_test", read_pipes, (".pipes",))
+    try:
+        path = write(tmp_path / "data.pipes", "good film|1\nbad film|0\n")
+        assert [r.fields["label"] for r in read_records(path)] == ["1", "0"]
+        assert infer_format(path) == "pipes_test" and "pipes_test" in format_names()
+        assert read_records(str(tmp_path / "*.pipes"), "pipes_test")[1].where == f"{path}:2"
+    finally:
+        sources._READERS.pop("pipes_test"), sources._SUFFIXES.pop(".pipes")
+
+
+def test_glob_reads_every_matching_file_in_name_order(tmp_path):
+    for name, rows in (("b.jsonl", ['{"x": 3}']), ("a.jsonl", ['{"x": 1}', '{"x": 2}'])):
+        write(tmp_path / name, "\n".join(rows) + "\n")
+    records = read_records(str(tmp_path / "*.jsonl"))
+    assert [r.fields["x"] for r in records] == [1, 2, 3]
+    assert records[2].where == f"{tmp_path / 'b.jsonl'}:1"
+    assert len(read_records(str(tmp_path / "*.jsonl"), max_examples=2)) == 2
+    missing = str(tmp_path / "nothing-*.jsonl")
+    with pytest.raises(TfftError, match=rf"no input file matches '{re.escape(missing)}'"):
+        read_records(missing)
+
+
+def test_header_less_tsv_takes_column_names_from_the_config(tmp_path):
+    path = write(tmp_path / "goemotions.tsv", '\ufeffMy "favourite" food\t27\teebbqej\nWHY\t2,3\tx\n')
+    records = read_records(path, columns=["text", "labels", "id"])
+    assert records[0] == Record({"text": 'My "favourite" food', "labels": "27", "id": "eebbqej"}, path, 1)
+    assert records[1].fields["labels"] == "2,3"
+    bad = write(tmp_path / "bad.tsv", "a\tb\n")
+    with pytest.raises(TfftError, match=rf"{at(bad, 1)}: expected 3 TSV fields as task\.\*_data\.columns"):
+        read_records(bad, columns=["text", "labels", "id"])
 
 
 def test_missing_file(tmp_path):

@@ -40,13 +40,15 @@ class DataConfig:
 
     input_path: str = config_field(
         "",
-        doc="File path (.tsv/.csv/.jsonl/.json/.conll, local or gs://), 'tfds:NAME/SPLIT', or "
+        doc="File path or glob (.tsv/.csv/.jsonl/.json/.conll, local or gs://), 'tfds:NAME/SPLIT', or "
         "TFRecord files from tools/create_tfrecords.py (e.g. DIR/train-*.tfrecord).",
     )
     max_examples: int = config_field(0, doc="Read at most this many examples (0 = all).")
     format: str = config_field(
-        "auto", ("auto", "tsv", "csv", "jsonl", "json", "conll", "tfds", "tfrecord"),
-        "Input format; 'auto' uses the suffix.",
+        "auto", doc="Input format ('auto' uses the suffix); see tfft.data.sources.format_names()."
+    )
+    columns: list = config_field(
+        [], doc="TSV/CSV files without a header row: the column names (then every line is data)."
     )
 
 

@@ -2,25 +2,33 @@
 
 A *record* is one row as a dict of column name to value, with the place it came
 from, so every later error can name the file and line. Files are read through
-``tf.io.gfile``, so ``gs://`` paths work where TensorFlow's GCS support is installed.
+``tf.io.gfile``, so ``gs://`` paths work where TensorFlow's GCS support is installed;
+an ``input_path`` with ``*``, ``?`` or ``[`` reads every matching file in name order.
+Formats are registered by name (:func:`register_format`): the built-in ones here, and
+any a task module adds for the layouts its datasets are published in.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tensorflow as tf
 
+from tfft.config import DataConfig
 from tfft.errors import TfftError, located, reason
 
 TFDS_PREFIX = "tfds:"
 #: Written at the start of "UTF-8 with BOM" files (e.g. by spreadsheet programs).
 BYTE_ORDER_MARK = "\ufeff"
-_SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".conll": "conll"}
+#: Characters that make an input_path a glob pattern.
+GLOB_CHARACTERS = "*?["
+#: Read by the training pipeline itself (:mod:`tfft.data.tfrecords`), not as records.
+TFRECORD_FORMAT = "tfrecord"
 #: CoNLL files: one token per line, columns separated by whitespace, blank lines between
 #: sentences, ``-DOCSTART-`` lines between documents.
 CONLL_DOCUMENT_START = "-DOCSTART-"
@@ -49,75 +57,126 @@ class Record:
         return f"{self.source}:{self.position}" if self.position else located(self.source, self.line)
 
 
+#: Reads one file (or TFDS spec) given the split's config (``format`` resolved).
+Reader = Callable[[str, DataConfig], Iterator[Record]]
+#: Format name -> reader, filled by :func:`register_format`.
+_READERS: dict[str, Reader] = {}
+#: File-name suffix -> format name.
+_SUFFIXES: dict[str, str] = {}
+
+
+def register_format(name: str, reader: Reader, suffixes: tuple[str, ...] = ()) -> None:
+    """Makes ``reader`` the reader of ``format: name`` (and of files ending in ``suffixes``)."""
+    _READERS[name] = reader
+    _SUFFIXES.update({suffix.lower(): name for suffix in suffixes})
+
+
+def format_names() -> list[str]:
+    """Every value ``task.*_data.format`` accepts."""
+    return ["auto", *sorted([*_READERS, TFRECORD_FORMAT])]
+
+
 def infer_format(path: str, declared: str = "auto") -> str:
-    """The input format named in the config, or inferred from the path."""
+    """The input format named in the config, or inferred from the path.
+
+    Raises:
+        TfftError: for an unknown format name, or a path whose suffix names none.
+    """
     if declared != "auto":
+        if declared not in _READERS and declared != TFRECORD_FORMAT:
+            raise TfftError(
+                f"input '{path}' has unknown format '{declared}'; set task.*_data.format to one of "
+                f"{', '.join(format_names())}"
+            )
         return declared
     if path.startswith(TFDS_PREFIX):
         return "tfds"
-    for suffix, fmt in _SUFFIX_FORMATS.items():
+    for suffix, fmt in _SUFFIXES.items():
         if path.lower().endswith(suffix):
             return fmt
     raise TfftError(
-        f"cannot tell the format of '{path}' from its name; use a .tsv/.csv/.jsonl/.conll suffix, "
-        "'tfds:NAME/SPLIT', or set the data's 'format' key"
+        f"cannot tell the format of '{path}' from its name; use a {'/'.join(sorted(_SUFFIXES))} suffix, "
+        f"'tfds:NAME/SPLIT', or set the data's 'format' key to one of {', '.join(format_names())}"
     )
 
 
-def read_records(path: str, fmt: str = "auto", max_examples: int = 0) -> list[Record]:
-    """Reads up to ``max_examples`` records (0 = all) from ``path``.
+def read_data(data: DataConfig) -> list[Record]:
+    """Reads the records of one split: ``data.input_path`` in ``data.format``.
 
-    CoNLL files give one record per sentence with ``tokens`` (the first column) and
-    ``columns`` (every column, one list per column). ``.json`` files may be a SQuAD
-    document (``{"data": [{"paragraphs": [{"context", "qas"}]}]}``: one record per
-    question with ``id``, ``title``, ``context``, ``question``, ``answers`` and, in
-    SQuAD 2.0, ``is_impossible``), a JSON list of objects, or JSON Lines.
+    Up to ``data.max_examples`` records (0 = all). CoNLL files give one record per
+    sentence with ``tokens`` (the first column) and ``columns`` (every column, one list
+    per column). ``.json`` files may be a SQuAD document (``{"data": [{"paragraphs":
+    [{"context", "qas"}]}]}``: one record per question with ``id``, ``title``,
+    ``context``, ``question``, ``answers`` and, in SQuAD 2.0, ``is_impossible``), a JSON
+    list of objects, a single object, or JSON Lines. TSV and CSV files have a header row
+    unless ``data.columns`` names the columns.
 
     Raises:
         TfftError: for a missing file, a malformed row or an unknown format.
     """
-    fmt = infer_format(path, fmt)
+    path = data.input_path
+    fmt = infer_format(path, data.format)
+    if fmt == TFRECORD_FORMAT:
+        raise TfftError(f"'{path}' is TFRecord, which holds no text; use the file it was made from")
+    data = dataclasses.replace(data, format=fmt)
     if fmt == "tfds":
-        rows = _read_tfds(path)
+        rows = _read_tfds(path, data)
     else:
-        if not tf.io.gfile.exists(path):
-            raise TfftError(f"input file '{path}' does not exist; check the input_path in the config")
-        readers = {"tsv": _read_delimited, "csv": _read_delimited, "jsonl": _read_jsonl,
-                   "json": _read_json, "conll": _read_conll}
-        rows = readers[fmt](path, fmt)
-    records = []
-    for record in rows:
-        records.append(record)
-        if max_examples and len(records) >= max_examples:
-            break
+        rows = itertools.chain.from_iterable(_READERS[fmt](file, data) for file in _files(path))
+    records = list(itertools.islice(rows, data.max_examples or None))
     if not records:
         raise TfftError(f"input '{path}' holds no examples; check the file or the TFDS split")
     return records
 
 
-def _read_delimited(path: str, fmt: str) -> Iterator[Record]:
-    """GLUE-style TSV (no quoting, as GLUE writes it) or quoted CSV, with a header row."""
+def read_records(path: str, fmt: str = "auto", max_examples: int = 0, columns=()) -> list[Record]:
+    """:func:`read_data` of a path, format, example limit and header-less column names."""
+    data = DataConfig(input_path=path, max_examples=max_examples, format=fmt, columns=list(columns))
+    return read_data(data)
+
+
+def _files(path: str) -> list[str]:
+    """The file ``path``, or the files matching the glob pattern ``path`` in name order."""
+    if not any(char in path for char in GLOB_CHARACTERS):
+        if not tf.io.gfile.exists(path):
+            raise TfftError(f"input file '{path}' does not exist; check the input_path in the config")
+        return [path]
+    files = sorted(tf.io.gfile.glob(path))
+    if not files:
+        raise TfftError(f"no input file matches '{path}'; check the input_path in the config")
+    return files
+
+
+def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
+    """GLUE-style TSV (no quoting, as GLUE writes it) or quoted CSV, with a header row.
+
+    Files without a header (e.g. GoEmotions, CoLA) get their column names from
+    ``data.columns``; then every line is data.
+    """
+    fmt = data.format
     delimiter, quoting = ("\t", csv.QUOTE_NONE) if fmt == "tsv" else (",", csv.QUOTE_MINIMAL)
+    header = [str(name) for name in data.columns]
+    what = "as task.*_data.columns names" if header else "as in the header"
     with tf.io.gfile.GFile(path, "r") as file:
         reader = csv.reader(file, delimiter=delimiter, quoting=quoting)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        header[0] = header[0].lstrip(BYTE_ORDER_MARK)
         for row in reader:
             line = reader.line_num
+            if line == 1 and row:
+                row[0] = row[0].lstrip(BYTE_ORDER_MARK)
+            if not header:
+                header = row
+                continue
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
                 raise TfftError(
                     f"{located(path, line)}: expected {len(header)} {fmt.upper()} fields "
-                    f"as in the header, found {len(row)}; fix or remove the row"
+                    f"{what}, found {len(row)}; fix or remove the row"
                 )
             yield Record(dict(zip(header, row, strict=True)), path, line)
 
 
-def _read_jsonl(path: str, fmt: str) -> Iterator[Record]:
+def _read_jsonl(path: str, data: DataConfig) -> Iterator[Record]:
     """One JSON object per line."""
     with tf.io.gfile.GFile(path, "r") as file:
         for line, text in enumerate(file, start=1):
@@ -136,7 +195,7 @@ def _read_jsonl(path: str, fmt: str) -> Iterator[Record]:
             yield Record(value, path, line)
 
 
-def _read_json(path: str, fmt: str) -> Iterator[Record]:
+def _read_json(path: str, data: DataConfig) -> Iterator[Record]:
     """A whole JSON document: SQuAD layout or a list of objects; JSON Lines otherwise."""
     with tf.io.gfile.GFile(path, "r") as file:
         text = file.read().lstrip(BYTE_ORDER_MARK)
@@ -144,7 +203,7 @@ def _read_json(path: str, fmt: str) -> Iterator[Record]:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # More than one value: JSON Lines.
-            yield from _read_jsonl(path, fmt)
+            yield from _read_jsonl(path, data)
             return
         raise TfftError(
             f"{path}:{error.lineno}:{error.colno}: invalid JSON ({error.msg}, character {error.pos}); "
@@ -182,7 +241,7 @@ def _json_list(value: Any, path: str, key: str) -> list[dict]:
     return value
 
 
-def _read_conll(path: str, fmt: str) -> Iterator[Record]:
+def _read_conll(path: str, data: DataConfig) -> Iterator[Record]:
     """CoNLL column files; every token line must have as many columns as the first."""
     width, rows, start = 0, [], 0
 
@@ -212,7 +271,7 @@ def _read_conll(path: str, fmt: str) -> Iterator[Record]:
         yield sentence()
 
 
-def _read_tfds(spec: str) -> Iterator[Record]:
+def _read_tfds(spec: str, data: DataConfig) -> Iterator[Record]:
     """``tfds:NAME[/CONFIG]/SPLIT`` (e.g. ``tfds:glue/sst2/train``) via tensorflow-datasets."""
     name, _, split = spec[len(TFDS_PREFIX):].rpartition("/")
     if not name or not split:
@@ -239,3 +298,11 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist") and getattr(value, "ndim", 0):
         return [_plain(item) for item in value]
     return value.item() if hasattr(value, "item") else value
+
+
+for _name, _reader, _suffixes in (
+    ("tsv", _read_delimited, (".tsv",)), ("csv", _read_delimited, (".csv",)),
+    ("jsonl", _read_jsonl, (".jsonl",)), ("json", _read_json, (".json",)),
+    ("conll", _read_conll, (".conll",)), ("tfds", _read_tfds, ()),
+):
+    register_format(_name, _reader, _suffixes)

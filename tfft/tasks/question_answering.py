@@ -33,7 +33,7 @@ import numpy as np
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec
-from tfft.data.sources import Record, read_records
+from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
 from tfft.tasks import metrics
 from tfft.tasks.base import HfHead, Task, dense_head, register_task
@@ -183,7 +183,7 @@ class QuestionAnswering(Task):
         """
         skipped = _SkippedAnswers()
         examples, seen = [], {}
-        for record in read_records(data.input_path, data.format, data.max_examples):
+        for record in read_data(data):
             example = self._example(record, labeled, skipped)
             if example is None:
                 continue

@@ -9,7 +9,7 @@ from typing import Any
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features
-from tfft.data.sources import Record, read_records
+from tfft.data.sources import Record, read_data
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
 from tfft.tasks.base import HfHead, Task, dense_head
@@ -60,7 +60,7 @@ class SentenceTask(Task):
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[SentenceExample]:
         """Reads ``data`` and checks every row's text and label columns."""
-        records = read_records(data.input_path, data.format, data.max_examples)
+        records = read_data(data)
         return [self._example(record, labeled) for record in records]
 
     def _example(self, record: Record, labeled: bool) -> SentenceExample:

@@ -19,7 +19,7 @@ import numpy as np
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, flatten
-from tfft.data.sources import Record, read_records
+from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
 from tfft.tasks import metrics
 from tfft.tasks.base import HfHead, Task, dense_head, register_task
@@ -89,7 +89,7 @@ class TokenClassification(Task):
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[TokenExample]:
         """Reads sentences; tags are checked against the tag list once it is known."""
-        records = read_records(data.input_path, data.format, data.max_examples)
+        records = read_data(data)
         return [self._example(record, labeled) for record in records]
 
     def _example(self, record: Record, labeled: bool) -> TokenExample:
