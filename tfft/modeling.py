@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfft import backbones
 from tfft.backbones.checkpoint import Checkpoint, open_checkpoint, read_config, resolve_checkpoint
 from tfft.config import ExperimentConfig, TaskConfig, build_config
-from tfft.data.tokenization import load_tokenizer, save_tokenizer
+from tfft.data.tokenization import add_special_tokens, load_tokenizer, save_tokenizer
 from tfft.errors import TfftError, reason
 from tfft.tasks import Task
 
@@ -53,8 +53,16 @@ def head_dropout(task_config: TaskConfig, backbone: backbones.Backbone) -> float
     return backbone.head_dropout
 
 
-def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None = None):
+def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None = None,
+                     vocab_size: int = 0):
     """Builds backbone + head; loads the pretrained backbone from ``checkpoint`` when given.
+
+    Args:
+        task: The task, which builds the head.
+        hf_config: The backbone's ``config.json``.
+        checkpoint: Pretrained weights to load into the backbone.
+        vocab_size: The tokenizer's size; when the checkpoint's word-embedding table is
+            smaller (``task.add_special_tokens``), the table grows to it.
 
     Returns:
         ``(model, backbone)``.
@@ -72,11 +80,15 @@ def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None 
         )
     if checkpoint is not None:
         checkpoint.load_into(backbone)
+        if vocab_size > backbone.vocab_size:
+            backbone = backbones.resize_vocabulary(backbone, vocab_size)
     return task.build_model(backbone, head_dropout(task.config, backbone)), backbone
 
 
 def load_pretrained(task: Task):
     """Finds ``task.init_checkpoint`` and loads its tokenizer (or ``task.tokenizer``'s).
+
+    The tokenizer gets ``task.add_special_tokens`` and is handed to the task.
 
     Returns:
         ``(checkpoint, tokenizer)``.
@@ -85,7 +97,10 @@ def load_pretrained(task: Task):
     tokenizer_folder = (
         resolve_checkpoint(task.config.tokenizer) if task.config.tokenizer else checkpoint.folder
     )
-    return checkpoint, load_tokenizer(tokenizer_folder)
+    tokenizer = load_tokenizer(tokenizer_folder)
+    add_special_tokens(tokenizer, task.config.add_special_tokens)
+    task.set_tokenizer(tokenizer)
+    return checkpoint, tokenizer
 
 
 def save_assets(model_dir: Path, backbone, tokenizer, task: Task) -> Path:
@@ -141,6 +156,8 @@ def restore_task_model(model_dir: Path, task: Task, checkpoint: str = ""):
     """
     path = checkpoint_path(model_dir, checkpoint)
     assets = model_dir / ASSETS_DIR
+    tokenizer = load_tokenizer(assets)
+    task.set_tokenizer(tokenizer)
     model, _ = build_task_model(task, read_config(assets))
     try:
         model.load_weights(str(path))
@@ -149,4 +166,4 @@ def restore_task_model(model_dir: Path, task: Task, checkpoint: str = ""):
             f"cannot load weights '{path}' ({reason(error)}); it does not match this model_dir's "
             "config or is damaged"
         ) from None
-    return model, load_tokenizer(assets), path
+    return model, tokenizer, path

@@ -13,6 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
+
 from tfft.backbones.albert import AlbertBackbone
 from tfft.backbones.base import INPUT_NAMES, Backbone
 from tfft.backbones.bert import BertBackbone
@@ -85,6 +89,36 @@ def from_pretrained(path_or_hub_id: str, **kwargs) -> Backbone:
     return backbone
 
 
+def resize_vocabulary(backbone: Backbone, vocab_size: int) -> Backbone:
+    """A copy of ``backbone`` whose word-embedding table has ``vocab_size`` rows.
+
+    The rows of tokens added to the tokenizer (e.g. entity markers) are drawn from a
+    normal distribution with the existing rows' mean and covariance, so they start like
+    the other tokens (Hugging Face's ``resize_token_embeddings`` starts them at the
+    mean); all other weights are copied. ``config.json``'s ``vocab_size`` follows.
+    """
+    old = backbone.embeddings.word_embeddings.embeddings
+    table = np.asarray(old.numpy(), dtype=np.float64)
+    count = vocab_size - len(table)
+    if count < 1:
+        raise ValueError(f"vocab_size {vocab_size} does not grow the table of {len(table)} rows")
+    rng = np.random.default_rng(np.random.randint(2**31 - 1))  # Seeded by keras.utils.set_random_seed.
+    mean = table.mean(axis=0)
+    try:
+        rows = rng.multivariate_normal(mean, np.cov(table, rowvar=False), size=count, method="cholesky")
+    except np.linalg.LinAlgError:  # A degenerate table: start the new rows at the mean.
+        rows = np.repeat(mean[None], count, axis=0)
+    grown = from_config({**backbone.hf_config, "vocab_size": vocab_size}, name=backbone.name)
+    for source, target in zip(backbone.weights, grown.weights, strict=True):
+        value = source.numpy()
+        if source is old:
+            value = np.concatenate([value, rows.astype(value.dtype)])
+        target.assign(value)
+    logging.info("word-embedding table grown from %d to %d rows", len(table), vocab_size)
+    return grown
+
+
 __all__ = [
     "FAMILIES", "INPUT_NAMES", "Backbone", "family", "from_config", "from_pretrained", "open_checkpoint",
+    "resize_vocabulary",
 ]

@@ -90,6 +90,11 @@ class Backbone(keras.Model):
         return tuple(dict.fromkeys(k for k in (self.classifier_pooler_key, self.base_pooler_key) if k))
 
     @property
+    def vocab_size(self) -> int:
+        """Rows of the word-embedding table."""
+        return self.embeddings.word_embeddings.input_dim
+
+    @property
     def max_sequence_length(self) -> int:
         """The longest input the position table covers."""
         rows = self.embeddings.position_embeddings.input_dim

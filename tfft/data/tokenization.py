@@ -63,6 +63,27 @@ def _wordpiece_tokenizer(vocab: Path):
     return tokenizer
 
 
+def add_special_tokens(tokenizer, tokens: list[str]) -> int:
+    """Adds ``tokens`` as special tokens: never split, lowercased or normalised.
+
+    Tokens the vocabulary already has keep their ids. Returns how many ids are new.
+
+    Raises:
+        TfftError: for a token that is empty or not a string.
+    """
+    for token in tokens:
+        if not isinstance(token, str) or not token.strip() or token != token.strip():
+            raise TfftError(
+                f"task.add_special_tokens holds {token!r}; give non-empty strings without surrounding "
+                "spaces, e.g. ['<e1>', '</e1>']"
+            )
+    before = len(tokenizer)
+    tokenizer.add_tokens(list(tokens), special_tokens=True)
+    if len(tokenizer) > before:
+        logging.info("added %d special tokens to the tokenizer: %s", len(tokenizer) - before, tokens)
+    return len(tokenizer) - before
+
+
 def save_tokenizer(tokenizer, folder: Path) -> None:
     """Saves the tokenizer and copies its source vocabulary files into ``folder``.
 

@@ -72,6 +72,14 @@ class Task(abc.ABC):
 
     def __init__(self, config: TaskConfig):
         self.config = config
+        self.tokenizer = None
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """Receives the run's tokenizer (with ``task.add_special_tokens``) before models are built.
+
+        Tasks whose head depends on token ids (e.g. marker tokens) read them here.
+        """
+        self.tokenizer = tokenizer
 
     @property
     def main_metric(self) -> str:

@@ -252,7 +252,7 @@ class Experiment:
             logging.warning("%d batches per epoch are not a multiple of trainer.gradient_accumulation_"
                             "steps=%d: updates straddle epoch ends", steps_per_epoch, accumulation)
         total_updates = steps_per_epoch * trainer.epochs // accumulation
-        model, backbone = self._compiled_model(checkpoint, total_updates)
+        model, backbone = self._compiled_model(checkpoint, len(tokenizer), total_updates)
         if self.worker.is_chief:
             modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
         progress = Progress(batches_per_epoch=steps_per_epoch, epochs=trainer.epochs,
@@ -321,15 +321,18 @@ class Experiment:
                 break
         return epoch + 1, batches_run, loss
 
-    def _compiled_model(self, checkpoint, total_steps: int):
+    def _compiled_model(self, checkpoint, vocab_size: int, total_steps: int):
         """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope.
 
-        The optimizer is built too, so that a backup can be restored into it.
+        The word-embedding table grows to ``vocab_size`` (the tokenizer's) if that is
+        larger. The optimizer is built too, so that a backup can be restored into it.
         """
         trainer = self.config.trainer
         modeling.set_precision(self.config.runtime.mixed_precision)
         with self.strategy.scope():
-            model, backbone = modeling.build_task_model(self.task, checkpoint.config(), checkpoint)
+            model, backbone = modeling.build_task_model(
+                self.task, checkpoint.config(), checkpoint, vocab_size
+            )
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             model.compile(
