@@ -209,9 +209,10 @@ def test_unknown_suffix_is_an_error(tmp_path):
 
 def test_unknown_format_name_lists_the_known_ones(tmp_path):
     path = write(tmp_path / "data.tsv", "sentence\tlabel\nx\t1\n")
+    assert {"auto", "conll", "csv", "json", "jsonl", "tfds", "tfrecord", "tsv"} <= set(format_names())
     with pytest.raises(TfftError, match=rf"^input '{re.escape(path)}' has unknown format 'parquet'; set "
-                                        r"task\.\*_data\.format to one of auto, conll, csv, json, jsonl, "
-                                        r"tfds, tfrecord, tsv"):
+                                        r"task\.\*_data\.format to one of "
+                                        + re.escape(", ".join(format_names())) + "$"):
         read_records(path, "parquet")
 
 
