@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -116,6 +117,21 @@ def run_cli(module: str, *args: str, check: bool = True) -> subprocess.Completed
     if check and process.returncode != 0:
         raise AssertionError(f"{module} {args} failed:\n{process.stderr[-4000:]}")
     return process
+
+
+def restored_model(model_dir):
+    """The float32 task model a run saved, and its task (as export and eval restore it)."""
+    from tfft import modeling
+    from tfft.tasks import get_task
+
+    modeling.set_precision("float32")
+    task = get_task(modeling.load_run_config(model_dir).task)
+    return modeling.restore_task_model(model_dir, task)[0], task
+
+
+def int32_inputs(batch) -> dict:
+    """A tokenizer's batch (numpy or PyTorch tensors) as the int32 arrays tfft models take."""
+    return {name: np.asarray(value).astype(np.int32) for name, value in batch.items()}
 
 
 def check_export(model_dir, export_dir) -> dict:

@@ -7,13 +7,13 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, int32_inputs, restored_model, run_cli
 
 from tfft import modeling
 from tfft.config import DataConfig, build_config
 from tfft.data.tokenization import load_tokenizer
 from tfft.errors import TfftError
-from tfft.tasks import build_task, get_task
+from tfft.tasks import build_task
 from tfft.tasks.relation_extraction import RelationExtraction, relation_scores, relation_type
 
 MARKERS = ["<e1>", "</e1>", "<e2>", "</e2>"]
@@ -202,10 +202,8 @@ def test_marker_head_exports_to_pytorch_with_the_same_logits(relation_run):
                        for r, row in enumerate(ids)])
     theirs = pooled @ head["classifier.weight"].T + head["classifier.bias"]
 
-    modeling.set_precision("float32")
-    relation = get_task(modeling.load_run_config(model_dir).task)
-    model, _, _ = modeling.restore_task_model(model_dir, relation)
-    ours = model({name: value.numpy().astype(np.int32) for name, value in batch.items()}, training=False)
+    model, _ = restored_model(model_dir)
+    ours = model(int32_inputs(batch), training=False)
     assert np.abs(np.asarray(ours) - theirs).max() <= 1e-4
     assert config["id2label"]["1"] == "Hates(e1,e2)"
 
@@ -227,8 +225,6 @@ def test_cls_pooling_exports_the_sequence_classifier(relation_run, tiny_bert, tm
     batch = tokenizer(["the <e1>dog</e1> plays the <e2>cat</e2> ."], return_tensors="pt")
     with torch.no_grad():
         theirs = torch_model(**batch).logits.numpy()
-    modeling.set_precision("float32")
-    relation = get_task(modeling.load_run_config(model_dir).task)
-    model, _, _ = modeling.restore_task_model(model_dir, relation)
-    ours = model({name: value.numpy().astype(np.int32) for name, value in batch.items()}, training=False)
+    model, _ = restored_model(model_dir)
+    ours = model(int32_inputs(batch), training=False)
     assert np.abs(np.asarray(ours) - theirs).max() <= 1e-4 and theirs.shape == (1, 5)

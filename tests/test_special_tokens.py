@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import int32_inputs, restored_model, run_cli
 
 from tfft import backbones
 from tfft.data.tokenization import add_special_tokens, load_tokenizer
@@ -73,14 +73,8 @@ def test_added_tokens_train_and_export_to_pytorch_with_the_grown_vocabulary(tiny
     assert (batch["input_ids"] >= size).sum() == 6
     with torch.no_grad():
         theirs = torch_model(**batch).logits.numpy()
-
-    from tfft import modeling
-    from tfft.tasks import get_task
-
-    modeling.set_precision("float32")
-    task = get_task(modeling.load_run_config(model_dir).task)
-    model, _, _ = modeling.restore_task_model(model_dir, task)
-    ours = model({name: value.numpy().astype(np.int32) for name, value in batch.items()}, training=False)
+    model, _ = restored_model(model_dir)
+    ours = model(int32_inputs(batch), training=False)
     assert np.abs(np.asarray(ours) - theirs).max() <= 1e-4
     table = model.get_layer("backbone").embeddings.word_embeddings.embeddings.numpy()
     np.testing.assert_allclose(torch_model.bert.embeddings.word_embeddings.weight.detach().numpy(), table)
