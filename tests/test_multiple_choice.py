@@ -262,9 +262,17 @@ def test_tfrecord_rows_hold_every_choice(mc_run, tiny_bert, tmp_path):
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     assert metadata["splits"]["train"]["inputs"]["input_ids"] == [4, 32]
     model_dir = tmp_path / "model"
-    run_cli("tfft.cli.train", "--config_file=configs/multiple_choice/commonsenseqa.yaml",
-            f"--model_dir={model_dir}", "--params_override=" + ",".join([
-                f"task.init_checkpoint={tiny_bert}", "task.max_seq_length=32", "trainer.epochs=1",
-                f"task.train_data.input_path={tmp_path}/train-*.tfrecord", "task.num_choices=4",
-                f"task.validation_data.input_path={tmp_path}/validation-*.tfrecord"]))
+
+    def train(num_choices: int, check: bool = True):
+        return run_cli("tfft.cli.train", "--config_file=configs/multiple_choice/commonsenseqa.yaml",
+                       f"--model_dir={model_dir}", "--params_override=" + ",".join([
+                           f"task.init_checkpoint={tiny_bert}", "task.max_seq_length=32", "trainer.epochs=1",
+                           f"task.train_data.input_path={tmp_path}/train-*.tfrecord",
+                           f"task.num_choices={num_choices}",
+                           f"task.validation_data.input_path={tmp_path}/validation-*.tfrecord"]), check=check)
+
+    train(4)
     assert json.loads((model_dir / "eval_results.json").read_text())["num_examples"] == 40
+    error = train(5, check=False).stderr.strip().splitlines()[-1]
+    assert error.endswith("train-*.tfrecord' holds input_ids of shape [4, 32] per row but this config needs "
+                          "[5, 32]; recreate the files with this config")

@@ -198,6 +198,38 @@ class TFRecordSplit:
         return {**info, "inputs": {name: [length] for name in MODEL_INPUTS}, "sequences": 0,
                 "extras": extras if info.get("with_examples") else {}}
 
+    def check(self, path: str, task: str, specs: FeatureSpecs, max_seq_length: int) -> None:
+        """Checks that the files were written for this task, length and feature shapes.
+
+        Args:
+            path: The configured input path (for messages).
+            task: The configured ``task.type``.
+            specs: The task's feature specs.
+            max_seq_length: The configured ``task.max_seq_length``.
+
+        Raises:
+            TfftError: naming what differs and what to do.
+        """
+        if self.metadata["task"] != task:
+            raise TfftError(
+                f"'{path}' holds {self.metadata['task']} data but task.type is {task}; point the input at "
+                "files made for this task"
+            )
+        if self.max_seq_length != max_seq_length:
+            raise TfftError(
+                f"'{path}' was written with max_seq_length {self.max_seq_length} but task.max_seq_length is "
+                f"{max_seq_length}; set it to {self.max_seq_length} or recreate the files"
+            )
+        stored = {name: spec.shape for name, spec in self.specs.inputs.items()}
+        stored["label"] = self.specs.label.shape
+        for name, spec in {**specs.inputs, "label": specs.label}.items():
+            needed = spec.static_shape(max_seq_length)
+            if stored.get(name) != needed:
+                raise TfftError(
+                    f"'{path}' holds {name} of shape {list(stored.get(name, []))} per row but this config "
+                    f"needs {list(needed)}; recreate the files with this config"
+                )
+
     @property
     def specs(self) -> FeatureSpecs:
         """The stored features' specs (every shape static)."""

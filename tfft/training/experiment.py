@@ -162,29 +162,8 @@ class Experiment:
                 "with tools/create_tfrecords.py (task.*_data.max_examples there)"
             )
         files = tfrecords.open_split(data.input_path)
-        written = files.metadata
-        if written["task"] != self.task.name:
-            raise TfftError(
-                f"'{data.input_path}' holds {written['task']} data but task.type is {self.task.name}; "
-                "point the input at files made for this task"
-            )
-        if files.max_seq_length != self.config.task.max_seq_length:
-            raise TfftError(
-                f"'{data.input_path}' was written with max_seq_length {files.max_seq_length} but "
-                f"task.max_seq_length is {self.config.task.max_seq_length}; set it to "
-                f"{files.max_seq_length} or recreate the files"
-            )
-        expected, stored = self.task.feature_specs, files.specs
-        stored_shapes = {name: spec.shape for name, spec in stored.inputs.items()}
-        stored_shapes["label"] = stored.label.shape
-        for name, spec in {**expected.inputs, "label": expected.label}.items():
-            want = spec.static_shape(files.max_seq_length)
-            if stored_shapes.get(name) != want:
-                raise TfftError(
-                    f"'{data.input_path}' holds {name} of shape {list(stored_shapes.get(name, []))} per "
-                    f"row but this config needs {list(want)}; recreate the files with this config"
-                )
-        self.task.adopt_label_names(written["label_names"], data.input_path)
+        files.check(data.input_path, self.task.name, self.task.feature_specs, self.config.task.max_seq_length)
+        self.task.adopt_label_names(files.metadata["label_names"], data.input_path)
         return files
 
     def _training_source(self) -> tuple[TrainingSource, object, object]:
