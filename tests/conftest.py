@@ -15,6 +15,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tfft.data.features import Features, FeatureSpec, token_specs  # noqa: E402 - after the log level.
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -143,3 +145,22 @@ def check_export(model_dir, export_dir) -> dict:
     )
     assert process.returncode == 0, process.stderr[-3000:]
     return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+#: Up to 3 sequences per row; the label is the index of one of them.
+CHOICE_SPECS = token_specs(FeatureSpec(()), sequences=3)
+
+
+def choice_features(choices: list[list[int]]) -> Features:
+    """Rows of several sequences (as multiple choice feeds): row ``r`` has sequences of the
+    given lengths, every token of it is ``r + 1``, and its label is its last sequence."""
+    flat = [(row, length) for row, lengths in enumerate(choices) for length in lengths]
+    columns = {
+        "input_ids": [[row + 1] * n for row, n in flat],
+        "token_type_ids": [[0] * n for _, n in flat],
+        "attention_mask": [[1] * n for _, n in flat],
+    }
+    features = Features.from_lists(columns)
+    features.sequences = np.array([len(lengths) for lengths in choices], dtype=np.int32)
+    features.labels = np.array([len(lengths) - 1 for lengths in choices], dtype=np.int32)
+    return features

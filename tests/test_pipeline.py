@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import CHOICE_SPECS, choice_features
 
 from tfft import evaluation
 from tfft.data.features import Features, FeatureSpec, token_specs
@@ -322,26 +323,8 @@ def test_per_token_outputs_by_length_bucket_equal_the_fully_padded_ones(full_bat
 
 # --- rows of several sequences ([batch, choices, seq], as multiple choice feeds) -----------------------
 
-#: Up to 3 sequences per row; the label is the index of one of them.
-CHOICE_SPECS = token_specs(FeatureSpec(()), sequences=3)
-
-
-def make_choice_features(choices: list[list[int]]) -> Features:
-    """Row ``r`` has sequences of the given lengths; every token of row ``r`` is ``r + 1``."""
-    flat = [(row, length) for row, lengths in enumerate(choices) for length in lengths]
-    columns = {
-        "input_ids": [[row + 1] * n for row, n in flat],
-        "token_type_ids": [[0] * n for _, n in flat],
-        "attention_mask": [[1] * n for _, n in flat],
-    }
-    features = Features.from_lists(columns)
-    features.sequences = np.array([len(lengths) for lengths in choices], dtype=np.int32)
-    features.labels = np.array([len(lengths) - 1 for lengths in choices], dtype=np.int32)
-    return features
-
-
 def test_rows_of_several_sequences_take_and_lengths():
-    features = make_choice_features([[2, 5, 3], [4, 1], [6, 6, 2]])
+    features = choice_features([[2, 5, 3], [4, 1], [6, 6, 2]])
     assert len(features) == 3 and features.row_lengths.tolist() == [5, 4, 6]
     taken = features.take([2, 0])
     assert taken.sequences.tolist() == [3, 3] and taken.lengths.tolist() == [6, 6, 2, 2, 5, 3]
@@ -351,7 +334,7 @@ def test_rows_of_several_sequences_take_and_lengths():
 
 @pytest.mark.parametrize("static_length", [0, 8])
 def test_rows_of_several_sequences_are_padded_to_declared_choices(static_length):
-    features = make_choice_features([[2, 5, 3], [4, 1], [6, 6, 2], [1, 1, 1], [3]])
+    features = choice_features([[2, 5, 3], [4, 1], [6, 6, 2], [1, 1, 1], [3]])
     dataset = train_dataset(features, 2, seed=0, static_length=static_length, drop_remainder=False)
     seen = []
     for inputs, labels in dataset:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_cli
+from conftest import CHOICE_SPECS, REPO, choice_features, run_cli
 from test_question_answering import synthetic_questions, write_squad
 from test_token_classification import synthetic_sentences, write_conll
 
@@ -186,9 +186,7 @@ def test_tfrecord_input_errors(tiny_bert, records, tmp_path):
 
 
 def test_rows_of_several_sequences_round_trip_with_their_declared_shape(tmp_path):
-    from test_pipeline import CHOICE_SPECS, make_choice_features
-
-    features = make_choice_features([[2, 5, 3], [4, 1], [6, 6, 2], [1]])
+    features = choice_features([[2, 5, 3], [4, 1], [6, 6, 2], [1]])
     features.extras["word_index"] = np.arange(int(features.lengths.sum()), dtype=np.int32)
     info = tfrecords.write_split(str(tmp_path), "validation", features, CHOICE_SPECS, 8, 2,
                                  with_examples=True)
