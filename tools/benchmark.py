@@ -44,6 +44,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -156,11 +158,22 @@ def default_checkpoint() -> str:
 
 
 def run_measured(command: list[str], log: Path) -> tuple[int, float, float]:
-    """Runs ``command``; returns (exit status, wall seconds, peak RSS in MiB)."""
+    """Runs ``command`` in a fresh run folder (``log`` without its suffix).
+
+    Returns:
+        (exit status, wall seconds, peak RSS in MiB). The run is killed if this process stops
+        first, so an interrupted benchmark leaves no training behind to write into the folder.
+    """
+    shutil.rmtree(log.with_suffix(""), ignore_errors=True)
+    log.with_suffix("").mkdir(parents=True)
     start = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            raise
     return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
@@ -207,7 +220,6 @@ def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
                *[f"--{name}={getattr(FLAGS, name)}" for name in (
                    "task", "max_train_examples", "epochs", "batch_size", "eval_batch_size",
                    "learning_rate", "warmup_fraction", "weight_decay", "max_seq_length")]]
-    folder.mkdir(parents=True, exist_ok=True)
     status, wall, peak = run_measured(command, folder.with_suffix(".log"))
     if status:
         raise SystemExit(f"HF run failed (exit {status}); see {folder.with_suffix('.log')}")
@@ -364,6 +376,8 @@ def mean(values: list[float]) -> float:
 def main(argv):
     """Runs every framework for every seed, prints a table and writes results.json."""
     del argv
+    # A plain `kill` or `timeout` ends the runs too (run_measured), not only this process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if FLAGS.worker == "hf":
         hf_worker()
         return
