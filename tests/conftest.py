@@ -121,6 +121,14 @@ def run_cli(module: str, *args: str, check: bool = True) -> subprocess.Completed
     return process
 
 
+def train_cli(config_file: str, model_dir: Path, checkpoint: Path, train: Path, dev: Path, *overrides: str):
+    """Trains ``config_file`` from ``checkpoint`` on the ``train``/``dev`` files with ``tfft-train``."""
+    settings = ",".join([f"task.init_checkpoint={checkpoint}", f"task.train_data.input_path={train}",
+                         f"task.validation_data.input_path={dev}", *overrides])
+    return run_cli("tfft.cli.train", f"--config_file={config_file}", f"--model_dir={model_dir}",
+                   f"--params_override={settings}")
+
+
 def restored_model(model_dir):
     """The float32 task model a run saved, and its task (as export and eval restore it)."""
     from tfft import modeling

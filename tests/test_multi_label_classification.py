@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, run_cli, train_cli
 
 from tfft.config import DataConfig, build_config
 from tfft.errors import TfftError
@@ -119,11 +119,9 @@ def multi_label_run(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("multi_label")
     for name, seed, count in (("train.tsv", 7, 240), ("dev.tsv", 8, 48)):
         (folder / name).write_text("\n".join(synthetic_topics(count, seed)) + "\n")
-    overrides = (f"task.init_checkpoint={tiny_bert},task.train_data.input_path={folder / 'train.tsv'},"
-                 f"task.validation_data.input_path={folder / 'dev.tsv'},task.max_seq_length=16,"
-                 f"task.label_list=[{','.join(NAMES)}],trainer.epochs=4,trainer.learning_rate=2e-3")
-    run_cli("tfft.cli.train", "--config_file=configs/multi_label/goemotions.yaml",
-            f"--model_dir={folder / 'model'}", f"--params_override={overrides}")
+    train_cli("configs/multi_label/goemotions.yaml", folder / "model", tiny_bert, folder / "train.tsv",
+              folder / "dev.tsv", "task.max_seq_length=16", f"task.label_list=[{','.join(NAMES)}]",
+              "trainer.epochs=4", "trainer.learning_rate=2e-3")
     return folder
 
 

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA, run_cli, train_cli
 from tiny_checkpoints import FAMILIES, make_tiny_checkpoint
 
 from tfft import modeling
@@ -210,11 +210,9 @@ def mc_run(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("multiple_choice")
     train = write_jsonl(folder / "train.jsonl", synthetic_ai2(160, seed=3)).input_path
     dev = write_jsonl(folder / "dev.jsonl", synthetic_ai2(40, seed=4)).input_path
-    overrides = (f"task.init_checkpoint={tiny_bert},task.train_data.input_path={train},"
-                 f"task.validation_data.input_path={dev},task.max_seq_length=32,trainer.epochs=3,"
-                 "trainer.train_batch_size=16,trainer.learning_rate=1e-3,task.num_choices=0")
-    run_cli("tfft.cli.train", "--config_file=configs/multiple_choice/commonsenseqa.yaml",
-            f"--model_dir={folder / 'model'}", f"--params_override={overrides}")
+    train_cli("configs/multiple_choice/commonsenseqa.yaml", folder / "model", tiny_bert, train, dev,
+              "task.max_seq_length=32", "trainer.epochs=3", "trainer.train_batch_size=16",
+              "trainer.learning_rate=1e-3", "task.num_choices=0")
     return folder
 
 

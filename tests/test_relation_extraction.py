@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, int32_inputs, restored_model, run_cli
+from conftest import SHARED_DATA, int32_inputs, restored_model, run_cli, train_cli
 
 from tfft import modeling
 from tfft.config import DataConfig, build_config
@@ -163,12 +163,10 @@ def relation_run(tiny_bert, tmp_path_factory):
     for name, seed, count in (("train.tsv", 5, 320), ("dev.tsv", 6, 60)):
         rows = synthetic_relations(count, seed)
         (folder / name).write_text("sentence\trelation\n" + "\n".join(rows) + "\n")
-    overrides = (f"task.init_checkpoint={tiny_bert},task.train_data.input_path={folder / 'train.tsv'},"
-                 f"task.validation_data.input_path={folder / 'dev.tsv'},task.train_data.format=tsv,"
-                 "task.validation_data.format=tsv,task.max_seq_length=32,trainer.epochs=8,"
-                 "trainer.learning_rate=1e-3,trainer.train_batch_size=16,task.label_list=[],task.num_labels=0")
-    run_cli("tfft.cli.train", "--config_file=configs/relation/semeval2010_task8.yaml",
-            f"--model_dir={folder / 'model'}", f"--params_override={overrides}")
+    train_cli("configs/relation/semeval2010_task8.yaml", folder / "model", tiny_bert, folder / "train.tsv",
+              folder / "dev.tsv", "task.train_data.format=tsv", "task.validation_data.format=tsv",
+              "task.max_seq_length=32", "trainer.epochs=8", "trainer.learning_rate=1e-3",
+              "trainer.train_batch_size=16", "task.label_list=[]", "task.num_labels=0")
     return folder
 
 
