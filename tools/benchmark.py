@@ -206,7 +206,8 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     train = json.loads((folder / "train_results.json").read_text())
     evaluated = json.loads((folder / "eval_results.json").read_text())
     extra = {key: value for key, value in evaluated.items()
-             if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1") and key != metric}
+             if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1", "best_threshold",
+                                                   "best_macro_f1") and key != metric}
     return {"examples_per_second": train["examples_per_second"], "train_seconds":
             train["train_seconds"], "train_examples": train["train_examples"], "metric": evaluated[metric],
             **extra, "peak_rss_mib": peak, "wall_seconds": wall}
