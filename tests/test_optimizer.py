@@ -119,3 +119,54 @@ def test_create_optimizer_settings(model):
     assert optimizer.global_clipnorm == 1.0
     no_clip = create_optimizer(TrainerConfig(max_grad_norm=0.0), total_steps=10, model=model)
     assert no_clip.global_clipnorm is None
+
+
+def _embedding_steps(optimizer_class, steps: int = 3):
+    """Three clipped AdamW steps on an embedding + dense model whose batch repeats tokens.
+
+    Returns the TensorFlow weights after the steps, and PyTorch's AdamW with
+    ``clip_grad_norm_`` on the same model, weights and batches.
+    """
+    import tensorflow as tf
+    import torch
+
+    rng = np.random.default_rng(0)
+    table, kernel = rng.normal(size=(12, 4)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
+    ids = np.array([[1, 1, 5, 7, 1], [5, 2, 2, 9, 1]])  # Repeated rows: several slices each.
+    targets = rng.normal(size=(2, 3)).astype("float32")
+    settings = dict(learning_rate=0.05, weight_decay=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    variables = [keras.Variable(table), keras.Variable(kernel)]
+    optimizer = optimizer_class(**settings, global_clipnorm=0.5)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            hidden = tf.reduce_mean(tf.gather(variables[0], ids), axis=1)
+            loss = tf.reduce_sum((tf.matmul(hidden, variables[1]) - targets) ** 2)
+        grads = tape.gradient(loss, variables)
+        assert isinstance(grads[0], tf.IndexedSlices)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+    parameters = [torch.nn.Parameter(torch.tensor(table)), torch.nn.Parameter(torch.tensor(kernel))]
+    peer = torch.optim.AdamW(parameters, lr=settings["learning_rate"], betas=(0.9, 0.999), eps=1e-8,
+                             weight_decay=settings["weight_decay"])
+    for _ in range(steps):
+        peer.zero_grad()
+        hidden = parameters[0][torch.tensor(ids)].mean(dim=1)
+        loss = ((hidden @ parameters[1] - torch.tensor(targets)) ** 2).sum()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 0.5)
+        peer.step()
+    return ([keras.ops.convert_to_numpy(v) for v in variables],
+            [p.detach().numpy() for p in parameters])
+
+
+def test_sparse_embedding_gradients_step_like_pytorch_adamw():
+    """Repeated tokens count once per row in the clipping norm; untouched rows move like PyTorch's."""
+    from tfft.training.optimizer import AdamW
+
+    ours, torch_weights = _embedding_steps(AdamW)
+    # Keras adds epsilon before the bias correction, PyTorch after: ~1e-6 apart here.
+    for actual, expected in zip(ours, torch_weights, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    # Negative control: Keras' AdamW squares each slice for the norm, so repeated tokens
+    # inflate it and the clipped steps differ from PyTorch's.
+    keras_weights, _ = _embedding_steps(keras.optimizers.AdamW)
+    assert np.abs(keras_weights[0] - torch_weights[0]).max() > 1e-4
