@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
+import logging
 import os
 import string
 import subprocess
@@ -121,12 +125,165 @@ def run_cli(module: str, *args: str, check: bool = True) -> subprocess.Completed
     return process
 
 
-def train_cli(config_file: str, model_dir: Path, checkpoint: Path, train: Path, dev: Path, *overrides: str):
-    """Trains ``config_file`` from ``checkpoint`` on the ``train``/``dev`` files with ``tfft-train``."""
+# --- tfft-train / tfft-export in this process -------------------------------------------------------
+#
+# Each ``python -m tfft.cli.*`` subprocess spends seconds importing TensorFlow before it does
+# anything, so most tests run what the entry points' ``main`` does right here. Runs that need a
+# fresh process stay on :func:`run_cli`: several logical CPU devices, mirrored or multi-worker
+# strategies, ``runtime.deterministic`` (op determinism is process-global), environment
+# variables such as TF_CONFIG, and tests of the command line itself (flags, exit status,
+# stderr). :func:`run_train` refuses the configs that need a fresh process.
+
+
+@dataclasses.dataclass
+class Run:
+    """What an in-process run left: as a finished ``tfft-train``/``tfft-export`` would, plus results.
+
+    Attributes:
+        returncode: 0, or 1 for a :class:`tfft.errors.TfftError` (as the entry points exit).
+        stdout: What the entry point would print (tfft-export's "... written to PATH" line).
+        stderr: The run's log lines, then ``program: error: message`` after a TfftError.
+        results: What ``Experiment.run`` returned (None for an export or an error).
+    """
+
+    returncode: int
+    stdout: str
+    stderr: str
+    results: dict | None = None
+
+
+def parse_flags(args: tuple[str, ...], defaults: dict, repeated: tuple[str, ...] = ()) -> dict:
+    """``--name=value`` arguments (as the tests pass them to the entry points) as a dict."""
+    values = {name: list(value) if name in repeated else value for name, value in defaults.items()}
+    for arg in args:
+        name, equals, value = arg.removeprefix("--").partition("=")
+        if not arg.startswith("--") or not equals or name not in values:
+            raise ValueError(f"{arg!r} is not one of the flags {sorted(values)} as --name=value")
+        if name in repeated:
+            values[name].append(value)
+        else:
+            values[name] = value
+    return values
+
+
+@contextlib.contextmanager
+def in_process(program: str, check: bool, args: tuple[str, ...]):
+    """Runs the block as ``program``'s ``main`` does, leaving this process as it found it.
+
+    Yields a :class:`Run` that the block may fill in. Like ``tfft.cli.common.user_errors``:
+    INFO logging (here collected into ``Run.stderr``), TensorFlow's own logger at WARNING, and
+    a TfftError becomes ``program: error: message`` with return code 1 (an AssertionError
+    when ``check``). Afterwards: Keras' session and float32 policy, the original Keras
+    trainer functions (tfft's distributed fit shim patches them) and the logging levels.
+    """
+    import keras
+    from absl import logging as absl_logging
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    from tfft.errors import TfftError
+
+    root, tf_logger = logging.getLogger(), logging.getLogger("tensorflow")
+    levels = (root.level, tf_logger.level, absl_logging.get_verbosity())
+    trainer_class = keras_tf_trainer.TensorFlowTrainer
+    patched = (trainer_class._maybe_symbolic_build, keras_tf_trainer.reduce_per_replica)
+    stderr = io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    tf_logger.setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    run = Run(returncode=0, stdout="", stderr="")
+    try:
+        yield run
+    except TfftError as error:
+        stderr.write(f"{program}: error: {error}\n")
+        run.returncode = 1
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        tf_logger.setLevel(levels[1])
+        absl_logging.set_verbosity(levels[2])
+        trainer_class._maybe_symbolic_build, keras_tf_trainer.reduce_per_replica = patched
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+        run.stderr = stderr.getvalue()
+    if check and run.returncode:
+        raise AssertionError(f"{program} {args} failed:\n{run.stderr[-4000:]}")
+
+
+def needs_a_fresh_process(config) -> str:
+    """Why ``config`` cannot run in this process ("" when it can)."""
+    runtime = config.runtime
+    if runtime.num_cpu_devices > 1:
+        return f"runtime.num_cpu_devices={runtime.num_cpu_devices}"
+    if runtime.strategy in ("mirrored", "multi_worker", "tpu"):  # TPUs connect the whole process.
+        return f"runtime.strategy={runtime.strategy}"
+    if runtime.deterministic:
+        return "runtime.deterministic=true"
+    return ""
+
+
+def run_train(*args: str, check: bool = True) -> Run:
+    """What ``tfft-train args`` does (``tfft/cli/train.py::main``), in this process.
+
+    Takes the entry point's flags as ``--name=value`` strings: ``--config_file`` and
+    ``--params_override`` (both repeatable), ``--model_dir``, ``--mode``, ``--checkpoint``,
+    ``--output_format`` and ``--tpu``.
+    """
+    from tfft import modeling
+    from tfft.config import build_config
+    from tfft.training.experiment import Experiment
+
+    flags = parse_flags(args, {"config_file": [], "params_override": [], "model_dir": None,
+                               "mode": "train_and_eval", "checkpoint": "", "output_format": "", "tpu": ""},
+                        repeated=("config_file", "params_override"))
+    assert flags["model_dir"], "tfft-train needs --model_dir"
+    with in_process("tfft-train", check, args) as run:
+        model_dir = Path(flags["model_dir"])
+        overrides = list(flags["params_override"])
+        if flags["tpu"]:
+            overrides.append({"runtime": {"strategy": "tpu", "tpu": flags["tpu"]}})
+        if flags["mode"] in ("eval", "predict"):
+            config = modeling.load_run_config(model_dir, flags["config_file"], overrides)
+        else:
+            config = build_config(flags["config_file"], overrides)
+        why = needs_a_fresh_process(config)
+        assert not why, f"{why} needs a fresh process: run this with run_cli('tfft.cli.train', ...)"
+        run.results = Experiment(config, model_dir).run(flags["mode"], flags["checkpoint"],
+                                                         flags["output_format"])
+    return run
+
+
+def run_export(*args: str, check: bool = True) -> Run:
+    """What ``tfft-export args`` does (``tfft/cli/export.py::main``), in this process.
+
+    Takes ``--model_dir``, ``--export_dir``, ``--checkpoint`` and ``--format`` (saved_model or hf).
+    """
+    from tfft.export import FORMATS, export_hf, export_saved_model
+
+    flags = parse_flags(args, {"model_dir": None, "export_dir": None, "checkpoint": "",
+                               "format": "saved_model"})
+    assert flags["model_dir"] and flags["export_dir"], "tfft-export needs --model_dir and --export_dir"
+    assert flags["format"] in FORMATS, flags["format"]
+    with in_process("tfft-export", check, args) as run:
+        if flags["format"] == "hf":
+            path = export_hf(flags["model_dir"], flags["export_dir"], flags["checkpoint"])
+            what = "Hugging Face model"
+        else:
+            path = export_saved_model(flags["model_dir"], flags["export_dir"], flags["checkpoint"])
+            what = "SavedModel"
+        logging.info("exported %s to %s", what, path)
+        run.stdout = f"{what} written to {path}\n"
+    return run
+
+
+def train_files(config_file: str, model_dir: Path, checkpoint: Path, train: Path, dev: Path, *overrides: str):
+    """Trains ``config_file`` from ``checkpoint`` on the ``train``/``dev`` files (as tfft-train does)."""
     settings = ",".join([f"task.init_checkpoint={checkpoint}", f"task.train_data.input_path={train}",
                          f"task.validation_data.input_path={dev}", *overrides])
-    return run_cli("tfft.cli.train", f"--config_file={config_file}", f"--model_dir={model_dir}",
-                   f"--params_override={settings}")
+    return run_train(f"--config_file={config_file}", f"--model_dir={model_dir}",
+                     f"--params_override={settings}")
 
 
 def restored_model(model_dir):

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_cli, train_cli
+from conftest import SHARED_DATA, run_export, run_train, train_files
 
 from tfft.config import DataConfig, build_config
 from tfft.errors import TfftError
@@ -119,7 +119,7 @@ def multi_label_run(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("multi_label")
     for name, seed, count in (("train.tsv", 7, 240), ("dev.tsv", 8, 48)):
         (folder / name).write_text("\n".join(synthetic_topics(count, seed)) + "\n")
-    train_cli("configs/multi_label/goemotions.yaml", folder / "model", tiny_bert, folder / "train.tsv",
+    train_files("configs/multi_label/goemotions.yaml", folder / "model", tiny_bert, folder / "train.tsv",
               folder / "dev.tsv", "task.max_seq_length=16", f"task.label_list=[{','.join(NAMES)}]",
               "trainer.epochs=4", "trainer.learning_rate=2e-3")
     return folder
@@ -130,7 +130,7 @@ def test_training_learns_every_label_and_predicts_label_lists(multi_label_run):
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["num_examples"] == 48 and results["macro_f1"] >= 0.8
     assert {"f1_sports", "f1_politics", "f1_music", "best_threshold", "exact_match"} <= set(results)
-    run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict")
+    run_train(f"--model_dir={model_dir}", "--mode=predict")
     rows = [json.loads(line) for line in (model_dir / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 48 and set(rows[0]) == {"text", "labels", "probabilities"}
     assert all(set(row["labels"]) <= set(NAMES) for row in rows)
@@ -143,8 +143,8 @@ def test_exports_as_a_multi_label_classifier_in_both_formats(multi_label_run):
     import transformers
 
     model_dir, hf = multi_label_run / "model", multi_label_run / "hf"
-    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={model_dir}", f"--export_dir={hf}")
-    run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={multi_label_run / 'saved'}")
+    run_export("--format=hf", f"--model_dir={model_dir}", f"--export_dir={hf}")
+    run_export(f"--model_dir={model_dir}", f"--export_dir={multi_label_run / 'saved'}")
     torch_model = transformers.AutoModelForSequenceClassification.from_pretrained(str(hf)).eval()
     assert torch_model.config.problem_type == "multi_label_classification"
     assert torch_model.config.id2label == dict(enumerate(NAMES))

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, run_cli, train_cli
+from conftest import REPO, SHARED_DATA, run_export, run_train, train_files
 from tiny_checkpoints import FAMILIES, make_tiny_checkpoint
 
 from tfft import modeling
@@ -210,7 +210,7 @@ def mc_run(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("multiple_choice")
     train = write_jsonl(folder / "train.jsonl", synthetic_ai2(160, seed=3)).input_path
     dev = write_jsonl(folder / "dev.jsonl", synthetic_ai2(40, seed=4)).input_path
-    train_cli("configs/multiple_choice/commonsenseqa.yaml", folder / "model", tiny_bert, train, dev,
+    train_files("configs/multiple_choice/commonsenseqa.yaml", folder / "model", tiny_bert, train, dev,
               "task.max_seq_length=32", "trainer.epochs=3", "trainer.train_batch_size=16",
               "trainer.learning_rate=1e-3", "task.num_choices=0")
     return folder
@@ -221,7 +221,7 @@ def test_training_learns_and_predict_writes_the_chosen_label(mc_run):
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["num_examples"] == 40 and results["accuracy"] >= 0.6  # chance: about 0.29
     assert build_config([str(model_dir / "params.yaml")]).task.num_choices == 4
-    run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict")
+    run_train(f"--model_dir={model_dir}", "--mode=predict")
     rows = [json.loads(line) for line in (model_dir / "predictions.jsonl").read_text().splitlines()]
     gold = {row["id"]: row["answerKey"] for row in synthetic_ai2(40, seed=4)}
     assert len(rows) == 40 and set(rows[0]) == {"id", "label", "answer", "probabilities"}
@@ -233,7 +233,7 @@ def test_saved_model_takes_choices_and_reproduces_accuracy(mc_run, tiny_bert):
     import tensorflow as tf
 
     export_dir = mc_run / "export"
-    run_cli("tfft.cli.export", f"--model_dir={mc_run / 'model'}", f"--export_dir={export_dir}")
+    run_export(f"--model_dir={mc_run / 'model'}", f"--export_dir={export_dir}")
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     assert serve.structured_input_signature[1]["input_ids"].shape.as_list() == [None, 4, None]
     mc = get_task(build_config([str(export_dir / "assets" / "params.yaml")]).task)
@@ -262,12 +262,13 @@ def test_tfrecord_rows_hold_every_choice(mc_run, tiny_bert, tmp_path):
     model_dir = tmp_path / "model"
 
     def train(num_choices: int, check: bool = True):
-        return run_cli("tfft.cli.train", "--config_file=configs/multiple_choice/commonsenseqa.yaml",
-                       f"--model_dir={model_dir}", "--params_override=" + ",".join([
-                           f"task.init_checkpoint={tiny_bert}", "task.max_seq_length=32", "trainer.epochs=1",
-                           f"task.train_data.input_path={tmp_path}/train-*.tfrecord",
-                           f"task.num_choices={num_choices}",
-                           f"task.validation_data.input_path={tmp_path}/validation-*.tfrecord"]), check=check)
+        return run_train("--config_file=configs/multiple_choice/commonsenseqa.yaml",
+                         f"--model_dir={model_dir}", "--params_override=" + ",".join([
+                             f"task.init_checkpoint={tiny_bert}", "task.max_seq_length=32",
+                             "trainer.epochs=1", f"task.train_data.input_path={tmp_path}/train-*.tfrecord",
+                             f"task.num_choices={num_choices}",
+                             f"task.validation_data.input_path={tmp_path}/validation-*.tfrecord"]),
+                         check=check)
 
     train(4)
     assert json.loads((model_dir / "eval_results.json").read_text())["num_examples"] == 40

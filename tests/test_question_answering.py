@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, run_export, run_train
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -331,8 +331,8 @@ def overrides(checkpoint, data, **extra) -> str:
 @pytest.fixture(scope="module")
 def qa_run(tmp_path_factory, tiny_bert, qa_data):
     model_dir = tmp_path_factory.mktemp("qa_run") / "model"
-    run_cli("tfft.cli.train", "--config_file=configs/squad/squad_v1.yaml", f"--model_dir={model_dir}",
-            f"--params_override={overrides(tiny_bert, qa_data)}")
+    run_train("--config_file=configs/squad/squad_v1.yaml", f"--model_dir={model_dir}",
+              f"--params_override={overrides(tiny_bert, qa_data)}")
     return model_dir
 
 
@@ -343,7 +343,7 @@ def test_training_learns_to_find_the_answer(qa_run):
 
 
 def test_predict_writes_the_official_prediction_files(qa_run, qa_data):
-    run_cli("tfft.cli.train", f"--model_dir={qa_run}", "--mode=predict")
+    run_train(f"--model_dir={qa_run}", "--mode=predict")
     predictions = json.loads((qa_run / "predictions.json").read_text())
     nbest = json.loads((qa_run / "nbest_predictions.json").read_text())
     contexts = {r.fields["id"]: r.fields["context"] for r in read_records(qa_data[1])}
@@ -370,15 +370,13 @@ def test_bad_squad_input_stops_tfft_train_with_one_line(tmp_path, tiny_bert, con
     path = tmp_path / "train.json"
     path.write_text(content)
     settings = overrides(tiny_bert, (path, path), **{"task.max_query_length": 0})
-    process = run_cli("tfft.cli.train", "--config_file=configs/squad/squad_v1.yaml",
-                      f"--model_dir={tmp_path / 'model'}", "--mode=train", f"--params_override={settings}",
-                      check=False)
+    process = run_train("--config_file=configs/squad/squad_v1.yaml", f"--model_dir={tmp_path / 'model'}",
+                        "--mode=train", f"--params_override={settings}", check=False)
     assert_one_line_error(process, "tfft-train", pattern)
 
 
 def test_jsonl_output_for_question_answering_is_refused(qa_run):
-    process = run_cli("tfft.cli.train", f"--model_dir={qa_run}", "--mode=predict",
-                      "--output_format=jsonl", check=False)
+    process = run_train(f"--model_dir={qa_run}", "--mode=predict", "--output_format=jsonl", check=False)
     assert_one_line_error(process, "tfft-train", r"--output_format=jsonl is not available for task "
                                                  r"'question_answering'; choose one of json")
 
@@ -386,7 +384,7 @@ def test_jsonl_output_for_question_answering_is_refused(qa_run):
 @pytest.fixture(scope="module")
 def qa_export(qa_run, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("qa_export") / "1"
-    run_cli("tfft.cli.export", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
+    run_export(f"--model_dir={qa_run}", f"--export_dir={export_dir}")
     return export_dir
 
 
@@ -439,7 +437,7 @@ def test_hf_export_is_a_question_answering_model_with_the_same_logits(qa_run, tm
     from test_hf_export import tfft_outputs
 
     export_dir = tmp_path / "hf"
-    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
+    run_export("--format=hf", f"--model_dir={qa_run}", f"--export_dir={export_dir}")
     model = transformers.AutoModelForQuestionAnswering.from_pretrained(str(export_dir)).eval()
     assert type(model).__name__ == "BertForQuestionAnswering"
     ours, batch = tfft_outputs(qa_run, [QUESTION, "where ?"], ["the cat is on the film", "in the movie"])
@@ -454,12 +452,12 @@ def test_squad_v2_run_reports_has_answer_and_no_answer_scores(tmp_path, tiny_ber
     data = (write_squad(tmp_path / "train.json", synthetic_questions(64, 12, impossible=0.3), "v2.0"),
             write_squad(tmp_path / "eval.json", synthetic_questions(32, 13, impossible=0.3), "v2.0"))
     model_dir = tmp_path / "model"
-    run_cli("tfft.cli.train", "--config_file=configs/squad/squad_v2.yaml", f"--model_dir={model_dir}",
-            f"--params_override={overrides(tiny_bert, data, **{'trainer.epochs': 1})}")
+    run_train("--config_file=configs/squad/squad_v2.yaml", f"--model_dir={model_dir}",
+              f"--params_override={overrides(tiny_bert, data, **{'trainer.epochs': 1})}")
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert results["HasAns_total"] + results["NoAns_total"] == results["total"] == 32
     assert {"exact_match", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_threshold"} <= set(results)
-    run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict")
+    run_train(f"--model_dir={model_dir}", "--mode=predict")
     odds = json.loads((model_dir / "null_odds.json").read_text())
     predictions = json.loads((model_dir / "predictions.json").read_text())
     assert list(odds) == list(predictions) and len(odds) == 32

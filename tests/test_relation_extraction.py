@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, int32_inputs, restored_model, run_cli, train_cli
+from conftest import SHARED_DATA, int32_inputs, restored_model, run_export, run_train, train_files
 
 from tfft import modeling
 from tfft.config import DataConfig, build_config
@@ -163,7 +163,7 @@ def relation_run(tiny_bert, tmp_path_factory):
     for name, seed, count in (("train.tsv", 5, 320), ("dev.tsv", 6, 60)):
         rows = synthetic_relations(count, seed)
         (folder / name).write_text("sentence\trelation\n" + "\n".join(rows) + "\n")
-    train_cli("configs/relation/semeval2010_task8.yaml", folder / "model", tiny_bert, folder / "train.tsv",
+    train_files("configs/relation/semeval2010_task8.yaml", folder / "model", tiny_bert, folder / "train.tsv",
               folder / "dev.tsv", "task.train_data.format=tsv", "task.validation_data.format=tsv",
               "task.max_seq_length=32", "trainer.epochs=8", "trainer.learning_rate=1e-3",
               "trainer.train_batch_size=16", "task.label_list=[]", "task.num_labels=0")
@@ -184,7 +184,7 @@ def test_marker_head_exports_to_pytorch_with_the_same_logits(relation_run):
     from safetensors.numpy import load_file
 
     model_dir, export = relation_run / "model", relation_run / "hf"
-    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={model_dir}", f"--export_dir={export}")
+    run_export("--format=hf", f"--model_dir={model_dir}", f"--export_dir={export}")
     config = json.loads((export / "config.json").read_text())
     marker_ids = config["tfft_head"]["marker_token_ids"]
     encoder = transformers.AutoModel.from_pretrained(str(export)).eval()
@@ -215,9 +215,9 @@ def test_cls_pooling_exports_the_sequence_classifier(relation_run, tiny_bert, tm
                  f"task.validation_data.input_path={relation_run / 'dev.tsv'},task.train_data.format=tsv,"
                  "task.validation_data.format=tsv,task.max_seq_length=32,trainer.epochs=1,task.pooling=cls,"
                  "trainer.learning_rate=1e-3,task.label_list=[],task.num_labels=0")
-    run_cli("tfft.cli.train", "--config_file=configs/relation/semeval2010_task8.yaml",
-            f"--model_dir={model_dir}", f"--params_override={overrides}")
-    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'hf'}")
+    run_train("--config_file=configs/relation/semeval2010_task8.yaml", f"--model_dir={model_dir}",
+              f"--params_override={overrides}")
+    run_export("--format=hf", f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'hf'}")
     torch_model = transformers.AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "hf")).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
     batch = tokenizer(["the <e1>dog</e1> plays the <e2>cat</e2> ."], return_tensors="pt")

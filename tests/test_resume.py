@@ -11,7 +11,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_train
 
 from tfft.errors import TfftError
 from tfft.training.backup import Backup, TrainingState
@@ -85,8 +85,8 @@ def test_non_finite_loss_stops_with_the_step(tiny_bert, tmp_path):
     rows.insert(20, "a bad film\tthe acting\t1e30")  # squared error overflows float32
     train = tmp_path / "train.tsv"
     train.write_text("\n".join(rows) + "\n")
-    process = run_cli(
-        "tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={tmp_path / 'model'}",
+    process = run_train(
+        "--config_file=configs/glue/stsb.yaml", f"--model_dir={tmp_path / 'model'}",
         "--mode=train", f"--params_override=task.init_checkpoint={tiny_bert},task.max_seq_length=16,"
         f"task.train_data.input_path={train},task.label_field=score,trainer.train_batch_size=8,"
         "trainer.epochs=1",

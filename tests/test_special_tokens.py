@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import int32_inputs, restored_model, run_cli
+from conftest import int32_inputs, restored_model, run_export, run_train
 
 from tfft import backbones
 from tfft.data.tokenization import add_special_tokens, load_tokenizer
@@ -58,14 +58,14 @@ def test_added_tokens_train_and_export_to_pytorch_with_the_grown_vocabulary(tiny
     overrides = (f"task.init_checkpoint={tiny_bert},task.train_data.input_path={data},"
                  f"task.validation_data.input_path={data},task.max_seq_length=24,trainer.epochs=1,"
                  f"trainer.learning_rate=1e-3,task.add_special_tokens=[{','.join(MARKERS)}]")
-    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
-            f"--params_override={overrides}")
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              f"--params_override={overrides}")
     size = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
     assert json.loads((model_dir / "assets" / "config.json").read_text())["vocab_size"] == size + 4
     assert load_tokenizer(model_dir / "assets").convert_tokens_to_ids(MARKERS) == list(range(size, size + 4))
 
     export = tmp_path / "hf"
-    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={model_dir}", f"--export_dir={export}")
+    run_export("--format=hf", f"--model_dir={model_dir}", f"--export_dir={export}")
     torch_model = transformers.AutoModelForSequenceClassification.from_pretrained(str(export)).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(export))
     batch = tokenizer(["the <e1>dog</e1> is good <e2>film</e2>", "a <e2>cat</e2>"], padding=True,

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, run_export, run_train
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -191,8 +191,8 @@ def overrides(checkpoint, data, **extra) -> str:
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory, tiny_bert, ner_data):
     model_dir = tmp_path_factory.mktemp("ner_run") / "model"
-    run_cli("tfft.cli.train", "--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
-            f"--params_override={overrides(tiny_bert, ner_data)}")
+    run_train("--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
+              f"--params_override={overrides(tiny_bert, ner_data)}")
     return model_dir
 
 
@@ -204,13 +204,13 @@ def test_training_learns_entities(ner_run):
 
 
 def test_predict_writes_word_level_tags_as_jsonl_and_conll(ner_run, ner_data):
-    run_cli("tfft.cli.train", f"--model_dir={ner_run}", "--mode=predict")
+    run_train(f"--model_dir={ner_run}", "--mode=predict")
     rows = [json.loads(line) for line in (ner_run / "predictions.jsonl").read_text().splitlines()]
     gold = [r.fields for r in read_records(ner_data[1])]
     assert len(rows) == len(gold) == 64
     assert all(row["tokens"] == g["tokens"] and len(row["tags"]) == len(g["tokens"])
                for row, g in zip(rows, gold, strict=True))
-    run_cli("tfft.cli.train", f"--model_dir={ner_run}", "--mode=predict", "--output_format=conll")
+    run_train(f"--model_dir={ner_run}", "--mode=predict", "--output_format=conll")
     conll = read_records(str(ner_run / "predictions.conll"), "conll")
     assert [r.fields["tokens"] for r in conll] == [row["tokens"] for row in rows]
     assert [r.fields["columns"][1] for r in conll] == [row["tags"] for row in rows]
@@ -221,11 +221,10 @@ def test_conll_output_for_a_sentence_task_is_refused(tmp_path, tiny_bert):
 
     data = write_sentiment_tsv(tmp_path / "train.tsv", 32)
     model_dir = tmp_path / "model"
-    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
-            f"--params_override=task.init_checkpoint={tiny_bert},task.train_data.input_path={data},"
-            f"task.validation_data.input_path={data},trainer.epochs=1,task.max_seq_length=32")
-    process = run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=predict",
-                      "--output_format=conll", check=False)
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              f"--params_override=task.init_checkpoint={tiny_bert},task.train_data.input_path={data},"
+              f"task.validation_data.input_path={data},trainer.epochs=1,task.max_seq_length=32")
+    process = run_train(f"--model_dir={model_dir}", "--mode=predict", "--output_format=conll", check=False)
     assert_one_line_error(process, "tfft-train", r"--output_format=conll is not available for task "
                                                  r"'sentence_classification'; choose one of jsonl")
 
@@ -234,7 +233,7 @@ def test_saved_model_returns_logits_and_tag_ids(ner_run, tmp_path):
     import tensorflow as tf
 
     export_dir = tmp_path / "export"
-    run_cli("tfft.cli.export", f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    run_export(f"--model_dir={ner_run}", f"--export_dir={export_dir}")
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
     ids = tf.constant([[2, 5, 6, 7, 3]], tf.int32)
     outputs = serve(input_ids=ids, token_type_ids=tf.zeros_like(ids), attention_mask=tf.ones_like(ids))
@@ -249,7 +248,7 @@ def test_hf_export_is_a_token_classifier_with_the_same_logits(ner_run, tmp_path)
     from test_hf_export import tfft_outputs
 
     export_dir = tmp_path / "hf"
-    run_cli("tfft.cli.export", "--format=hf", f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    run_export("--format=hf", f"--model_dir={ner_run}", f"--export_dir={export_dir}")
     model = transformers.AutoModelForTokenClassification.from_pretrained(str(export_dir)).eval()
     assert type(model).__name__ == "BertForTokenClassification"
     assert [model.config.id2label[i] for i in range(len(TAGS))] == TAGS

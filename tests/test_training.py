@@ -1,4 +1,8 @@
-"""End-to-end runs of tfft-train / tfft-export on a tiny checkpoint and synthetic data."""
+"""End-to-end runs of tfft-train / tfft-export on a tiny checkpoint and synthetic data.
+
+Most runs do what the entry points do in this process (conftest's run_train / run_export);
+predict mode and the SavedModel export also run as the real commands.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, check_export, run_cli
+from conftest import REPO, check_export, run_cli, run_export, run_train
 
 from tfft.config import build_config
 
@@ -48,8 +52,8 @@ def overrides(tiny_bert, data, **extra) -> str:
 def trained(tmp_path_factory, tiny_bert, sentiment_data):
     """One train_and_eval run shared by the layout, eval, predict and export tests."""
     model_dir = tmp_path_factory.mktemp("run") / "model"
-    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
-            "--mode=train_and_eval", f"--params_override={overrides(tiny_bert, sentiment_data)}")
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              "--mode=train_and_eval", f"--params_override={overrides(tiny_bert, sentiment_data)}")
     return model_dir
 
 
@@ -89,13 +93,14 @@ def test_tensorboard_scalars(trained):
 def test_eval_mode_reproduces_eval_results(trained):
     expected = json.loads((trained / "eval_results.json").read_text())
     (trained / "eval_results.json").unlink()
-    run_cli("tfft.cli.train", f"--model_dir={trained}", "--mode=eval")
+    run_train(f"--model_dir={trained}", "--mode=eval")
     again = json.loads((trained / "eval_results.json").read_text())
     assert again["accuracy"] == expected["accuracy"]
     assert again["loss"] == pytest.approx(expected["loss"], abs=1e-5)
 
 
 def test_predict_mode_writes_one_row_per_example(trained, sentiment_data, tmp_path):
+    """The tfft-train command itself (a subprocess) in predict mode."""
     unlabeled = tmp_path / "unlabeled.tsv"
     unlabeled.write_text("sentence\nthe movie was great\nan awful boring film\n")
     run_cli("tfft.cli.train", f"--model_dir={trained}", "--mode=predict",
@@ -107,8 +112,10 @@ def test_predict_mode_writes_one_row_per_example(trained, sentiment_data, tmp_pa
 
 
 def test_export_loads_without_tfft_and_reproduces_accuracy(trained, tmp_path):
+    """The tfft-export command itself (a subprocess), SavedModel format."""
     export_dir = tmp_path / "export"
-    run_cli("tfft.cli.export", f"--model_dir={trained}", f"--export_dir={export_dir}")
+    process = run_cli("tfft.cli.export", f"--model_dir={trained}", f"--export_dir={export_dir}")
+    assert f"SavedModel written to {export_dir}" in process.stdout
     report = check_export(trained, export_dir)
     assert report["metric"] == "accuracy" and report["examples"] == 96
     assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-9)
@@ -134,13 +141,13 @@ def test_regression_task_end_to_end(tiny_bert, tmp_path):
     data.write_text("\n".join(lines) + "\n")
     model_dir = tmp_path / "model"
     settings = overrides(tiny_bert, (data, data), **{"trainer.epochs": 4, "task.label_field": "score"})
-    run_cli("tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={model_dir}",
-            f"--params_override={settings}")
+    run_train("--config_file=configs/glue/stsb.yaml", f"--model_dir={model_dir}",
+              f"--params_override={settings}")
     results = json.loads((model_dir / "eval_results.json").read_text())
     assert {"loss", "pearson", "spearman"} <= set(results)
     assert results["pearson"] > 0.8
     export_dir = tmp_path / "export"
-    run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
     report = check_export(model_dir, export_dir)
     assert report["metric"] == "pearson"
     assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-6)
@@ -165,8 +172,8 @@ def test_early_stopping_restores_best_and_freezing_keeps_lower_layers(tiny_bert,
         "trainer.epochs": 6, "trainer.early_stopping_patience": 1,
         "trainer.trainable_encoder_layers": 0,
     })
-    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
-            f"--params_override={settings}")
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              f"--params_override={settings}")
     config = modeling.load_run_config(model_dir)
     task = get_task(config.task)
     final, _, _ = modeling.restore_task_model(model_dir, task, "final")
@@ -190,8 +197,8 @@ def test_bfloat16_static_shapes_and_steps_per_execution(tiny_bert, sentiment_dat
         "runtime.mixed_precision": "mixed_bfloat16", "trainer.static_shapes": True,
         "trainer.steps_per_execution": 5, "runtime.strategy": "one_device",
     })
-    run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
-            f"--params_override={settings}")
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              f"--params_override={settings}")
     results = json.loads((model_dir / "eval_results.json").read_text())
     train = json.loads((model_dir / "train_results.json").read_text())
     assert results["num_examples"] == 96  # Static padding of the last batch drops nothing.
