@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import logging
@@ -244,10 +245,11 @@ def run_train(*args: str, check: bool = True) -> Run:
         overrides = list(flags["params_override"])
         if flags["tpu"]:
             overrides.append({"runtime": {"strategy": "tpu", "tpu": flags["tpu"]}})
+        config_files = [str(REPO / path) for path in flags["config_file"]]  # As from cwd=REPO.
         if flags["mode"] in ("eval", "predict"):
-            config = modeling.load_run_config(model_dir, flags["config_file"], overrides)
+            config = modeling.load_run_config(model_dir, config_files, overrides)
         else:
-            config = build_config(flags["config_file"], overrides)
+            config = build_config(config_files, overrides)
         why = needs_a_fresh_process(config)
         assert not why, f"{why} needs a fresh process: run this with run_cli('tfft.cli.train', ...)"
         run.results = Experiment(config, model_dir).run(flags["mode"], flags["checkpoint"],
@@ -275,6 +277,33 @@ def run_export(*args: str, check: bool = True) -> Run:
             what = "SavedModel"
         logging.info("exported %s to %s", what, path)
         run.stdout = f"{what} written to {path}\n"
+    return run
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module, loaded once per process (its absl flags are defined once)."""
+    module_name = f"tfft_tools_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+def run_convert(*args: str, check: bool = True) -> Run:
+    """What ``tools/convert_checkpoint.py args`` does (its ``main``), in this process.
+
+    Takes ``--input``, ``--output``, ``--output_format`` and ``--tolerance``.
+    """
+    tool = load_tool("convert_checkpoint")
+    flags = parse_flags(args, {"input": None, "output": None, "output_format": "hf", "tolerance": "1e-5"})
+    assert flags["input"] and flags["output"], "convert_checkpoint needs --input and --output"
+    with in_process("convert_checkpoint", check, args) as run:
+        output = Path(flags["output"])
+        difference = tool.convert(flags["input"], output, flags["output_format"], float(flags["tolerance"]))
+        run.stdout = (f"wrote {flags['output_format']} checkpoint to {output} "
+                      f"(max |difference| {difference:.2e})\n")
     return run
 
 

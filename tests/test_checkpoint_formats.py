@@ -1,4 +1,8 @@
-"""Checkpoint formats beyond safetensors, tools/convert_checkpoint.py, and their errors."""
+"""Checkpoint formats beyond safetensors, tools/convert_checkpoint.py, and their errors.
+
+Conversions run the tool's ``convert`` in this process (conftest.run_convert); the TF1
+conversion and the tool's errors run the command itself.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_convert
 from test_backbone import assert_matches, copy_checkpoint, edit_config, random_batch, torch_bert
 from tiny_checkpoints import make_tiny_checkpoint, write_tf1_bert_checkpoint
 
@@ -38,7 +42,16 @@ def batch(bert_folder):
     return random_batch(json.loads((bert_folder / "config.json").read_text())["vocab_size"], [11, 6, 9])
 
 
+@pytest.fixture(scope="module")
+def keras_folder(bert_folder, tmp_path_factory) -> Path:
+    """``bert_folder`` converted to a Keras folder (copy it before changing it)."""
+    output = tmp_path_factory.mktemp("bert") / "keras"
+    run_convert(f"--input={bert_folder}", f"--output={output}", "--output_format=keras")
+    return output
+
+
 def convert(*args: str) -> subprocess.CompletedProcess:
+    """Runs the tools/convert_checkpoint.py command."""
     return subprocess.run(
         [sys.executable, str(REPO / "tools" / "convert_checkpoint.py"), *args],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -158,9 +171,8 @@ def test_relative_position_embeddings_are_refused(bert_folder, tmp_path):
     ({"num_hidden_layers": 1}, r"it holds 39 variables, the model has 23"),
     ({"num_hidden_layers": 3}, r"it holds 39 variables, the model has 55"),
 ])
-def test_keras_folder_with_other_config(bert_folder, tmp_path, change, reason):
-    output = tmp_path / "keras"
-    assert convert(f"--input={bert_folder}", f"--output={output}", "--output_format=keras").returncode == 0
+def test_keras_folder_with_other_config(keras_folder, tmp_path, change, reason):
+    output = copy_checkpoint(keras_folder, tmp_path / "keras")
     edit_config(output, **change)
     with pytest.raises(TfftError, match=rf"cannot load '.*backbone\.weights\.h5' \({reason}\); it does not "
                                         r"match .*config\.json or is damaged"):
@@ -198,7 +210,7 @@ def test_hf_to_keras_to_hf_round_trip(family, tmp_path):
     keras_dir, hf_dir = tmp_path / "keras", tmp_path / "hf"
     for args in ([f"--input={source}", f"--output={keras_dir}", "--output_format=keras"],
                  [f"--input={keras_dir}", f"--output={hf_dir}"]):
-        process = convert(*args)
+        process = run_convert(*args)
         assert process.returncode == 0, process.stderr[-2000:]
     assert (keras_dir / "backbone.weights.h5").is_file() and (hf_dir / "model.safetensors").is_file()
     original = transformers.AutoModel.from_pretrained(str(source)).state_dict()
@@ -210,7 +222,7 @@ def test_hf_to_keras_to_hf_round_trip(family, tmp_path):
 
 def test_pytorch_bin_converts_to_safetensors(bert_folder, tmp_path):
     folder = save_torch_bin(bert_folder, tmp_path / "bin")
-    process = convert(f"--input={folder}", f"--output={tmp_path / 'out'}")
+    process = run_convert(f"--input={folder}", f"--output={tmp_path / 'out'}")
     assert process.returncode == 0, process.stderr[-2000:]
     assert "max |difference| 0.00e+00" in process.stdout
 
