@@ -307,6 +307,31 @@ def run_convert(*args: str, check: bool = True) -> Run:
     return run
 
 
+def run_create_tfrecords(*args: str, check: bool = True) -> Run:
+    """What ``tools/create_tfrecords.py args`` does (its ``main``), in this process.
+
+    Takes ``--config_file`` and ``--params_override`` (both repeatable), ``--output_dir``,
+    ``--num_shards`` and ``--splits``.
+    """
+    from tfft.config import build_config
+    from tfft.data import tfrecords
+
+    tool = load_tool("create_tfrecords")
+    flags = parse_flags(args, {"config_file": [], "params_override": [], "output_dir": None,
+                               "num_shards": "8", "splits": ",".join(tfrecords.SPLITS)},
+                        repeated=("config_file", "params_override"))
+    assert flags["output_dir"], "create_tfrecords needs --output_dir"
+    with in_process("create_tfrecords", check, args) as run:
+        config = build_config([str(REPO / path) for path in flags["config_file"]], flags["params_override"])
+        splits = flags["splits"].split(",")
+        metadata = tool.create(config, flags["output_dir"], int(flags["num_shards"]), splits)
+        run.stdout = "".join(
+            f"{split}: {info['examples']} examples, {info['rows']} rows in {len(info['files'])} "
+            f"files: {flags['output_dir']}/{split}-*{tfrecords.SUFFIX}\n"
+            for split, info in metadata["splits"].items())
+    return run
+
+
 def train_files(config_file: str, model_dir: Path, checkpoint: Path, train: Path, dev: Path, *overrides: str):
     """Trains ``config_file`` from ``checkpoint`` on the ``train``/``dev`` files (as tfft-train does)."""
     settings = ",".join([f"task.init_checkpoint={checkpoint}", f"task.train_data.input_path={train}",

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA, run_export, run_train, train_files
+from conftest import SHARED_DATA, run_create_tfrecords, run_export, run_train, train_files
 from tiny_checkpoints import FAMILIES, make_tiny_checkpoint
 
 from tfft import modeling
@@ -254,9 +252,8 @@ def test_tfrecord_rows_hold_every_choice(mc_run, tiny_bert, tmp_path):
     train, dev = mc_run / "train.jsonl", mc_run / "dev.jsonl"
     overrides = (f"task.init_checkpoint={tiny_bert},task.train_data.input_path={train},"
                  f"task.validation_data.input_path={dev},task.max_seq_length=32,task.num_choices=0")
-    subprocess.run([sys.executable, str(REPO / "tools" / "create_tfrecords.py"),
-                    "--config_file=configs/multiple_choice/commonsenseqa.yaml", f"--output_dir={tmp_path}",
-                    f"--params_override={overrides}", "--num_shards=2"], cwd=REPO, check=True, timeout=600)
+    run_create_tfrecords("--config_file=configs/multiple_choice/commonsenseqa.yaml",
+                         f"--output_dir={tmp_path}", f"--params_override={overrides}", "--num_shards=2")
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     assert metadata["splits"]["train"]["inputs"]["input_ids"] == [4, 32]
     model_dir = tmp_path / "model"
