@@ -213,6 +213,12 @@ def in_process(program: str, check: bool, args: tuple[str, ...]):
         raise AssertionError(f"{program} {args} failed:\n{run.stderr[-4000:]}")
 
 
+#: True in the new process of :func:`run_trains_in_new_process`, where deterministic runs may share it.
+SHARED_DETERMINISTIC_PROCESS = False
+#: Starts the line on which that process reports its runs.
+RUNS_MARK = "tfft-test-runs: "
+
+
 def needs_a_fresh_process(config) -> str:
     """Why ``config`` cannot run in this process ("" when it can)."""
     runtime = config.runtime
@@ -220,7 +226,7 @@ def needs_a_fresh_process(config) -> str:
         return f"runtime.num_cpu_devices={runtime.num_cpu_devices}"
     if runtime.strategy in ("mirrored", "multi_worker", "tpu"):  # TPUs connect the whole process.
         return f"runtime.strategy={runtime.strategy}"
-    if runtime.deterministic:
+    if runtime.deterministic and not SHARED_DETERMINISTIC_PROCESS:
         return "runtime.deterministic=true"
     return ""
 
@@ -251,10 +257,39 @@ def run_train(*args: str, check: bool = True) -> Run:
         else:
             config = build_config(config_files, overrides)
         why = needs_a_fresh_process(config)
-        assert not why, f"{why} needs a fresh process: run this with run_cli('tfft.cli.train', ...)"
+        assert not why, (f"{why} needs a fresh process: run this with run_cli('tfft.cli.train', ...) "
+                         "(or, for runtime.deterministic, run_trains_in_new_process)")
         run.results = Experiment(config, model_dir).run(flags["mode"], flags["checkpoint"],
                                                          flags["output_format"])
     return run
+
+
+def run_trains_in_new_process(*commands: tuple[str, ...], check: bool = True) -> list[Run]:
+    """:func:`run_train` of each command (a tuple of its arguments), one after another in one new process.
+
+    For ``runtime.deterministic`` runs: op determinism stays on in the process that turns it
+    on, so they may not run in this one, but they can share another (which imports
+    TensorFlow once for them all). The other fresh-process needs still refuse to run.
+    """
+    script = "\n".join([
+        "import dataclasses, json, sys",
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})",
+        "import conftest",
+        "conftest.SHARED_DETERMINISTIC_PROCESS = True",
+        "runs = [conftest.run_train(*args, check=False) for args in json.loads(sys.argv[1])]",
+        "print(conftest.RUNS_MARK + json.dumps([dataclasses.asdict(run) for run in runs]))",
+    ])
+    process = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(commands)], capture_output=True, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=900,
+    )
+    assert process.returncode == 0, f"{commands} failed:\n{process.stderr[-4000:]}"
+    line = [line for line in process.stdout.splitlines() if line.startswith(RUNS_MARK)][-1]
+    runs = [Run(**run) for run in json.loads(line[len(RUNS_MARK):])]
+    for args, run in zip(commands, runs, strict=True):
+        if check and run.returncode:
+            raise AssertionError(f"tfft-train {args} failed:\n{run.stderr[-4000:]}")
+    return runs
 
 
 def run_export(*args: str, check: bool = True) -> Run:

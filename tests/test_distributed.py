@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_trains_in_new_process
 
 from tfft.training import distributed_fit_shim
 
@@ -53,10 +53,25 @@ def assert_same_metrics(got: dict, expected: dict, tolerance: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_device(tiny_bert, sentiment_data, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("one_device") / "model"
-    train(model_dir, overrides(tiny_bert, sentiment_data))
-    return results(model_dir)
+def one_process_runs(tiny_bert, sentiment_data, tmp_path_factory) -> dict[str, tuple[dict, dict]]:
+    """The one-device reference and the gradient-accumulation run: deterministic, so they
+    need a new process, and share one."""
+    folder = tmp_path_factory.mktemp("one_device")
+    settings = {
+        "model": overrides(tiny_bert, sentiment_data),
+        # 2 batches of 8 averaged into each update: the updates of batch 16, same schedule.
+        "accumulated": overrides(tiny_bert, sentiment_data, **{
+            "trainer.train_batch_size": 8, "trainer.gradient_accumulation_steps": 2}),
+    }
+    run_trains_in_new_process(*[
+        ("--config_file=configs/glue/sst2.yaml", f"--model_dir={folder / name}", f"--params_override={value}")
+        for name, value in settings.items()])
+    return {name: results(folder / name) for name in settings}
+
+
+@pytest.fixture(scope="module")
+def one_device(one_process_runs):
+    return one_process_runs["model"]
 
 
 def test_reference_run_learns(one_device):
@@ -74,13 +89,9 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(tiny_bert, sentiment_dat
     assert trained["steps"] == one_device[1]["steps"] == 90
 
 
-def test_gradient_accumulation_matches_the_large_batch(tiny_bert, sentiment_data, tmp_path, one_device):
+def test_gradient_accumulation_matches_the_large_batch(one_process_runs, one_device):
     """2 batches of 8 averaged into each update: the updates of batch 16, same schedule."""
-    model_dir = tmp_path / "accumulated"
-    train(model_dir, overrides(tiny_bert, sentiment_data, **{
-        "trainer.train_batch_size": 8, "trainer.gradient_accumulation_steps": 2,
-    }))
-    evaluated, trained = results(model_dir)
+    evaluated, trained = one_process_runs["accumulated"]
     assert trained["steps"] == 90  # optimizer updates, not batches
     assert_same_metrics(evaluated, one_device[0], 1e-3)
 

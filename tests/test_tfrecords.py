@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CHOICE_SPECS, REPO, choice_features, run_cli
+from conftest import CHOICE_SPECS, REPO, choice_features, run_trains_in_new_process
 from test_question_answering import synthetic_questions, write_squad
 from test_token_classification import synthetic_sentences, write_conll
 
@@ -143,14 +143,17 @@ def test_metadata_lists_counts_length_and_labels(records):
 
 
 def test_training_from_tfrecords_equals_training_from_tsv(tiny_bert, sentiment_data, records, tmp_path):
+    inputs = {"tsv": sentiment_data,
+              "tfrecord": (records / "train-*.tfrecord", records / "validation-*.tfrecord")}
+    # Deterministic runs: one new process for both.
+    run_trains_in_new_process(*[
+        ("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / name}",
+         "--params_override=" + settings(tiny_bert, **{
+             "task.train_data.input_path": train, "task.validation_data.input_path": dev}))
+        for name, (train, dev) in inputs.items()])
     runs = {}
-    for name, train, dev in (("tsv", *sentiment_data),
-                             ("tfrecord", records / "train-*.tfrecord", records / "validation-*.tfrecord")):
-        model_dir = tmp_path / name
-        run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
-                "--params_override=" + settings(tiny_bert, **{
-                    "task.train_data.input_path": train, "task.validation_data.input_path": dev}))
-        results = json.loads((model_dir / "eval_results.json").read_text())
+    for name in inputs:
+        results = json.loads((tmp_path / name / "eval_results.json").read_text())
         runs[name] = {key: results[key] for key in COMPARED}
     assert runs["tfrecord"] == runs["tsv"]  # same batches in the same order
     assert runs["tsv"]["accuracy"] > 0.9
@@ -170,19 +173,21 @@ def test_tfrecord_input_errors(tiny_bert, records, tmp_path):
 
     def train(config="configs/glue/sst2.yaml", **extra):
         values = settings(tiny_bert, **{"task.train_data.input_path": records / "train-*.tfrecord", **extra})
-        process = run_cli("tfft.cli.train", f"--config_file={config}", "--mode=train",
-                          f"--model_dir={tmp_path / 'model'}", f"--params_override={values}", check=False)
-        assert process.returncode == 1 and "Traceback" not in process.stderr
-        return process.stderr.strip().splitlines()[-1]
+        return (f"--config_file={config}", "--mode=train", f"--model_dir={tmp_path / 'model'}",
+                f"--params_override={values}")
 
-    assert "was written with max_seq_length 32 but task.max_seq_length is 16" in train(**{
-        "task.max_seq_length": 16})
-    assert "holds sentence_classification data but task.type is sentence_regression" in train(
-        "configs/glue/stsb.yaml")
-    assert "was written with labels ['0', '1'] but the config gives ['neg', 'pos']" in train(**{
-        "task.label_list": "[neg,pos]"})
-    assert "task.train_data.max_examples does not apply to TFRecord input" in train(**{
-        "task.train_data.max_examples": 10})
+    # Deterministic runs: one new process for the four.
+    errors = []
+    for process in run_trains_in_new_process(
+            train(**{"task.max_seq_length": 16}), train("configs/glue/stsb.yaml"),
+            train(**{"task.label_list": "[neg,pos]"}), train(**{"task.train_data.max_examples": 10}),
+            check=False):
+        assert process.returncode == 1 and "Traceback" not in process.stderr
+        errors.append(process.stderr.strip().splitlines()[-1])
+    assert "was written with max_seq_length 32 but task.max_seq_length is 16" in errors[0]
+    assert "holds sentence_classification data but task.type is sentence_regression" in errors[1]
+    assert "was written with labels ['0', '1'] but the config gives ['neg', 'pos']" in errors[2]
+    assert "task.train_data.max_examples does not apply to TFRecord input" in errors[3]
 
 
 def test_rows_of_several_sequences_round_trip_with_their_declared_shape(tmp_path):
