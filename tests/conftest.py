@@ -126,14 +126,16 @@ def run_cli(module: str, *args: str, check: bool = True) -> subprocess.Completed
     return process
 
 
-# --- tfft-train / tfft-export in this process -------------------------------------------------------
+# --- tfft-train / tfft-export (and tools/) in this process ------------------------------------------
 #
 # Each ``python -m tfft.cli.*`` subprocess spends seconds importing TensorFlow before it does
-# anything, so most tests run what the entry points' ``main`` does right here. Runs that need a
-# fresh process stay on :func:`run_cli`: several logical CPU devices, mirrored or multi-worker
-# strategies, ``runtime.deterministic`` (op determinism is process-global), environment
-# variables such as TF_CONFIG, and tests of the command line itself (flags, exit status,
-# stderr). :func:`run_train` refuses the configs that need a fresh process.
+# anything, so most tests run what the entry points' ``main`` does right here (run_train,
+# run_export, run_convert, run_create_tfrecords). Runs that need a fresh process stay on
+# :func:`run_cli`: several logical CPU devices, mirrored, multi-worker or TPU strategies,
+# environment variables such as TF_CONFIG, and tests of the command line itself (flags, exit
+# status, stderr, console scripts). ``runtime.deterministic`` runs (op determinism is
+# process-global) share one new process through :func:`run_trains_in_new_process`.
+# :func:`run_train` refuses the configs that need a fresh process.
 
 
 @dataclasses.dataclass
