@@ -164,6 +164,11 @@ class TrainerConfig:
         False, doc="Pad every batch to max_seq_length and drop the remainder (TPU)."
     )
     log_every_steps: int = config_field(50, doc="TensorBoard training-scalar interval.")
+    profile_steps: list = config_field(
+        [], doc="[first, last] training batches (1-based, counted from the start of training) to "
+        "record with the TensorFlow profiler into logs/profile for TensorBoard's Profile tab "
+        "(empty = off)."
+    )
 
 
 @dataclasses.dataclass

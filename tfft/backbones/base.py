@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import ClassVar
 
 import keras
@@ -71,7 +72,8 @@ class Backbone(keras.Model):
         inputs = backbone_inputs()
         hidden_states = embeddings(inputs["input_ids"], inputs["token_type_ids"])
         mask_bias = AttentionMaskBias(name="attention_mask_bias")(inputs["attention_mask"])
-        for layer in layer_order or self.encoder_layers:
+        self.layer_order = list(layer_order or self.encoder_layers)
+        for layer in self.layer_order:
             hidden_states = layer(hidden_states, mask_bias)
         outputs = {
             "sequence_output": hidden_states,
@@ -83,6 +85,26 @@ class Backbone(keras.Model):
     def encoder_specs(self) -> list[WeightSpec]:
         """The embeddings' and encoder layers' variables with their checkpoint names."""
         raise NotImplementedError
+
+    def forward_flops(self, lengths: np.ndarray) -> float:
+        """Matrix-multiply FLOPs of one forward pass over sequences of ``lengths`` tokens.
+
+        Counts 2 FLOPs per multiply-add of every dense kernel the tokens pass (each
+        encoder layer as often as it runs: a shared ALBERT layer counts every time; the
+        embedding projection), plus attention's two ``[S, S]`` products per layer, on the
+        tokens themselves, without padding. A training step costs about three times its
+        forward pass (backward: twice).
+        """
+        lengths = np.asarray(lengths, dtype=np.float64)
+        tokens, pairs = lengths.sum(), np.square(lengths).sum()
+
+        def kernels(layer):
+            return sum(math.prod(sub.kernel.shape) for sub in layer._flatten_layers()
+                       if isinstance(sub, keras.layers.Dense))
+
+        per_token = kernels(self.embeddings) + sum(kernels(layer) for layer in self.layer_order)
+        attention = sum(4 * layer.attention.hidden_size for layer in self.layer_order)
+        return float(2 * per_token * tokens + attention * pairs)
 
     @property
     def pooler_keys(self) -> tuple[str, ...]:

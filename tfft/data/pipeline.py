@@ -135,6 +135,8 @@ class InMemorySource(TrainingSource):
         self.specs = specs
         self.num_rows = len(features)
         self.num_examples = features.num_examples
+        #: Tokens of every sequence of an epoch.
+        self.token_lengths = features.lengths
         self._dataset = None
 
     def examples(self, context=None) -> tuple[tf.data.Dataset, bool]:  # noqa: D102

@@ -42,7 +42,8 @@ VARIABLES = "variables"
 KEEP = 2
 #: Config keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = frozenset({
-    "trainer.backup_steps", "trainer.log_every_steps", "trainer.steps_per_execution", "runtime.tpu",
+    "trainer.backup_steps", "trainer.log_every_steps", "trainer.steps_per_execution",
+    "trainer.profile_steps", "runtime.tpu",
 })
 
 

@@ -96,6 +96,17 @@ class TrainingScalars(keras.callbacks.Callback):
         self._mark_time = None
         self._mark_examples = 0
         self._last_logged_step = 0
+        self._train_begin = None
+        self._first_batch_end = None
+
+    @property
+    def first_batch_seconds(self) -> float:
+        """From the start of training to the end of its first batch (tracing included)."""
+        return self._first_batch_end - self._train_begin if self._first_batch_end else 0.0
+
+    def on_train_begin(self, logs=None):  # noqa: D102
+        if self._train_begin is None:
+            self._train_begin = time.perf_counter()
 
     @property
     def examples_per_second(self) -> float:
@@ -121,6 +132,7 @@ class TrainingScalars(keras.callbacks.Callback):
         seen, now = self._seen(batches), time.perf_counter()
         if self._mark_time is None:  # The first batch traces the graph: start timing after it.
             self._mark_time, self._mark_examples = now, seen
+            self._first_batch_end = now
             return
         self.total_examples += seen - self._mark_examples
         self.total_seconds += now - self._mark_time
@@ -147,6 +159,65 @@ class TrainingScalars(keras.callbacks.Callback):
             tf.summary.scalar("learning_rate", current_learning_rate(self.model))
             tf.summary.scalar("examples_per_second", examples_per_second)
         self.writer.flush()
+
+
+class Profiler(keras.callbacks.Callback):
+    """Records training batches ``first`` to ``last`` with the TensorFlow profiler.
+
+    The trace (``plugins/profile/<run>/*.xplane.pb`` under ``log_dir``) opens in
+    TensorBoard's Profile tab (``pip install tensorboard-plugin-profile``): time per
+    op, the input pipeline's share of each step, and the trace viewer. Batches count
+    from the start of training, 1-based, across epochs and resumes, like Keras'
+    ``TensorBoard(profile_batch=(first, last))`` within one ``fit``.
+
+    Args:
+        log_dir: Where the profile goes (``model_dir/logs/profile``).
+        progress: The shared :class:`Progress`.
+        first: The first profiled batch.
+        last: The last profiled batch.
+    """
+
+    def __init__(self, log_dir: Path, progress: Progress, first: int, last: int):
+        super().__init__()
+        self.log_dir, self.progress, self.first, self.last = log_dir, progress, first, last
+        self.running = False
+
+    def on_train_batch_begin(self, batch, logs=None):  # noqa: D102
+        # global_batch(batch) counts this batch as done: the batch about to run.
+        number = self.progress.global_batch(batch)
+        if not self.running and self.first <= number <= self.last:
+            tf.profiler.experimental.start(str(self.log_dir))
+            self.running = True
+            logging.info("profiling training batches %d to %d into %s", number, self.last, self.log_dir)
+
+    def on_train_batch_end(self, batch, logs=None):  # noqa: D102
+        if self.running and self.progress.global_batch(batch) >= self.last:
+            self._stop()
+
+    def on_train_end(self, logs=None):  # noqa: D102
+        if self.running:  # The epoch (or training) ended inside the range.
+            self._stop()
+
+    def _stop(self):
+        tf.profiler.experimental.stop()
+        self.running = False
+
+
+def profile_range(steps: list) -> tuple[int, int] | None:
+    """``trainer.profile_steps`` as ``(first, last)`` (None: off).
+
+    Raises:
+        TfftError: unless ``steps`` is empty or two batch numbers ``1 <= first <= last``.
+    """
+    if not steps:
+        return None
+    if (len(steps) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
+            or not 1 <= steps[0] <= steps[1]):
+        raise TfftError(
+            f"trainer.profile_steps must be [first, last] training batches with 1 <= first <= last, "
+            f"got {steps}; e.g. trainer.profile_steps=[20,25]"
+        )
+    return steps[0], steps[1]
 
 
 class NonFiniteLoss(keras.callbacks.Callback):
@@ -189,10 +260,16 @@ class Validation(keras.callbacks.Callback):
         full_batches: Fill the last batch (several replicas).
         inference_model: Returns the model to predict with, given the training model
             (default: the training model itself).
+        float32_model: Under mixed precision: returns a float32 model with the training
+            model's weights, which validates after ``last_epoch`` so that the final
+            evaluation (in float32, as exported) can reuse it instead of a second pass.
+        last_epoch: The run's last epoch (0-based).
+        float32: Whether ``inference_model`` computes in float32 (training precision).
     """
 
     def __init__(self, task: Task, features: Features, batch_size: int, log_dir: Path | None,
-                 static_length: int = 0, full_batches: bool = False, inference_model=None):
+                 static_length: int = 0, full_batches: bool = False, inference_model=None,
+                 float32_model=None, last_epoch: int = -1, float32: bool = True):
         super().__init__()
         self.task = task
         self.features = features
@@ -200,23 +277,25 @@ class Validation(keras.callbacks.Callback):
         self.static_length = static_length
         self.full_batches = full_batches
         self.inference_model = inference_model or (lambda model: model)
+        self.float32_model, self.last_epoch, self.float32 = float32_model, last_epoch, float32
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.seconds = 0.0
         self.latest: tuple[int, dict] | None = None
 
-    def metrics_at(self, step: int) -> dict | None:
-        """The metrics of the latest validation if it ran after optimizer step ``step``."""
+    def float32_metrics_at(self, step: int) -> dict | None:
+        """The latest validation's metrics if it ran in float32 after optimizer step ``step``."""
         return dict(self.latest[1]) if self.latest and self.latest[0] == step else None
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
         start = time.perf_counter()
+        final = epoch == self.last_epoch and self.float32_model is not None
+        model = (self.float32_model if final else self.inference_model)(self.model)
         metrics, _ = evaluation.evaluate(
-            self.task, self.inference_model(self.model), self.features, self.batch_size,
-            self.static_length, self.full_batches,
+            self.task, model, self.features, self.batch_size, self.static_length, self.full_batches,
         )
         self.seconds += time.perf_counter() - start
         step = int(self.model.optimizer.iterations.numpy())
-        self.latest = (step, metrics)
+        self.latest = (step, metrics) if final or self.float32 else None
         if self.writer is not None:
             with self.writer.as_default(step=step):
                 for name, value in metrics.items():
@@ -251,6 +330,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best_epoch = -1
         self.wait = 0
         self._best_weights = None
+        #: Whether early stopping put the best weights back (the last validation's are gone).
+        self.restored = False
 
     def state(self) -> dict:
         """What a backup keeps."""
@@ -283,6 +364,7 @@ class BestCheckpoint(keras.callbacks.Callback):
                 self.model.set_weights(self._best_weights)
             else:
                 self.model.load_weights(str(self.path))
+            self.restored = True
             self.model.stop_training = True
 
 

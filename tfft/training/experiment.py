@@ -39,9 +39,11 @@ from tfft.training.callbacks import (
     BestCheckpoint,
     LatestWeights,
     NonFiniteLoss,
+    Profiler,
     Progress,
     TrainingScalars,
     Validation,
+    profile_range,
     save_weights_atomically,
 )
 from tfft.training.optimizer import create_optimizer
@@ -217,8 +219,10 @@ class Experiment:
             raise TfftError(
                 "trainer.early_stopping_patience needs validation data: use --mode=train_and_eval"
             )
+        clock = time.perf_counter()
         source, checkpoint, tokenizer = self._training_source()
         validation_features = self._validation_features(tokenizer) if with_validation else None
+        seconds = {"read_and_encode": time.perf_counter() - clock}
         plan = self._batch_plan(source)
         steps_per_epoch = plan.steps_per_epoch(source.num_rows)
         if steps_per_epoch < 1:
@@ -231,14 +235,16 @@ class Experiment:
             logging.warning("%d batches per epoch are not a multiple of trainer.gradient_accumulation_"
                             "steps=%d: updates straddle epoch ends", steps_per_epoch, accumulation)
         total_updates = steps_per_epoch * trainer.epochs // accumulation
+        clock = time.perf_counter()
         model, backbone = self._compiled_model(checkpoint, len(tokenizer), total_updates)
+        seconds["build_model"] = time.perf_counter() - clock
         if self.worker.is_chief:
             modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
         progress = Progress(batches_per_epoch=steps_per_epoch, epochs=trainer.epochs,
                             accumulation=accumulation)
         backup = Backup(self.model_dir, model, to_dict(self.config), writer=self.worker.is_chief)
         state = (backup.restore() if trainer.backup_steps >= 0 else None) or TrainingState()
-        callbacks, scalars, validation = self._callbacks(
+        callbacks, scalars, validation, best = self._callbacks(
             progress, backup, state, source, validation_features, backbone
         )
         logging.info("training %d steps (%d epochs of %d batches, global batch %d on %d replicas)",
@@ -250,6 +256,8 @@ class Experiment:
             save_weights_atomically(model, self._checkpoint_file("final"))
         backup.remove()
         examples_trained = source.num_examples * batches_run / steps_per_epoch
+        seconds.update(first_batch=scalars.first_batch_seconds, train=train_seconds,
+                       validation=validation.seconds if validation else 0.0)
         results = {
             "steps": int(model.optimizer.iterations.numpy()),
             "epochs": epochs,
@@ -260,22 +268,29 @@ class Experiment:
             # The same after the first step (compilation) only.
             "steady_examples_per_second": scalars.examples_per_second,
             "loss": loss,
+            # Wall time of each stage of this process (final evaluation: eval_results.json).
+            "seconds": seconds,
         }
+        lengths = getattr(source, "token_lengths", None)
+        if lengths is not None:  # Matrix FLOPs on the tokens themselves (no padding).
+            results["train_flops"] = 3 * backbone.forward_flops(lengths) * batches_run / steps_per_epoch
+            results["model_flops_per_second"] = results["train_flops"] / train_seconds
         if state.epoch or state.batches:
             results["resumed_from"] = {"epoch": state.epoch + 1, "batches": state.batches}
         write_json(self.output_dir / "train_results.json", results)
         if not with_validation:
             return results
         # Evaluation, prediction and export run in float32, so eval_results.json holds
-        # exactly what the exported model computes. Float32 weights that the last
-        # validation saw as they are now need no second pass.
-        metrics = None
-        if self.config.runtime.mixed_precision == "float32":
-            metrics = validation.metrics_at(results["steps"])
+        # exactly what the exported model computes. The last epoch's validation runs in
+        # float32 (under mixed precision on a float32 copy), so it needs no second pass
+        # unless early stopping put earlier weights back.
+        clock = time.perf_counter()
+        metrics = None if best.restored else validation.float32_metrics_at(results["steps"])
         modeling.set_precision("float32")
         if metrics is None:
             final = self._inference_copy(backbone.hf_config)(model)
             metrics, _ = self._evaluate(final, validation_features)
+        metrics["eval_seconds"] = time.perf_counter() - clock
         return self._write_eval_results(metrics, self._checkpoint_file("final"))
 
     def _fit(self, model, source: TrainingSource, plan: BatchPlan, progress: Progress,
@@ -324,12 +339,18 @@ class Experiment:
             model.optimizer.build(model.trainable_variables)
         return model, backbone
 
-    def _inference_copy(self, hf_config: dict) -> _LocalCopy:
-        """Builds (on first use) a model of the current precision to predict with."""
+    def _inference_copy(self, hf_config: dict, precision: str = "") -> _LocalCopy:
+        """Builds (on first use) a model to predict with, of ``precision`` (default: the current)."""
 
         def build():
-            with self._model_scope():
-                return modeling.build_task_model(self.task, hf_config)[0]
+            policy = keras.mixed_precision.global_policy()
+            if precision:
+                modeling.set_precision(precision)
+            try:
+                with self._model_scope():
+                    return modeling.build_task_model(self.task, hf_config)[0]
+            finally:
+                keras.mixed_precision.set_global_policy(policy)
 
         return _LocalCopy(build)
 
@@ -344,9 +365,12 @@ class Experiment:
         validation = best = None
         if validation_features is not None:
             local = self._inference_copy(backbone.hf_config) if self.worker.multi_worker else None
+            float32 = self.config.runtime.mixed_precision == "float32"
             validation = Validation(
                 self.task, validation_features, self.eval_batch_size, logs("validation"),
                 self.static_length, self.replicas > 1 and not local, local,
+                float32_model=None if float32 else self._inference_copy(backbone.hf_config, "float32"),
+                last_epoch=trainer.epochs - 1, float32=float32,
             )
             best = BestCheckpoint(
                 f"val_{self.task.main_metric}", self.task.main_metric_mode,
@@ -359,7 +383,10 @@ class Experiment:
             callbacks.append(LatestWeights(self._checkpoint_file("latest")))
         if trainer.backup_steps >= 0:
             callbacks.append(Backups(backup, progress, trainer.backup_steps, best))
-        return callbacks + [scalars], scalars, validation
+        profiled = profile_range(trainer.profile_steps)
+        if profiled and chief:
+            callbacks.append(Profiler(logs("profile"), progress, *profiled))
+        return callbacks + [scalars], scalars, validation, best
 
     def _checkpoint_file(self, name: str) -> Path:
         folder = self.model_dir / modeling.CHECKPOINTS_DIR
@@ -403,6 +430,7 @@ class Experiment:
 def _check_trainer(config: ExperimentConfig) -> None:
     """Rejects trainer settings that cannot work, naming the key."""
     trainer = config.trainer
+    profile_range(trainer.profile_steps)
     for key, minimum in (("gradient_accumulation_steps", 1), ("steps_per_execution", 1),
                          ("shuffle_buffer_size", 1), ("backup_steps", -1), ("epochs", 1),
                          ("train_batch_size", 1), ("eval_batch_size", 1)):
