@@ -25,7 +25,15 @@ Tasks (``--task``):
   sequence classifier with ``problem_type=multi_label_classification``.
 
 Throughput is training examples / wall time of the training call (``model.fit``
-without validation, ``Trainer.train``), tracing and first steps included.
+without validation, ``Trainer.train``), tracing and first steps included; prediction
+throughput is evaluation examples / wall time of tfft's final evaluation and of
+``Trainer.predict``. The benchmark first prints the machine (CPU model, cores, whether
+AVX-512 BF16 / AMX are present) and measures TensorFlow's matmul peak on it (fp32, and
+bf16 for a ``mixed_bfloat16`` run), so that tfft's model FLOP/s (matrix FLOPs of the
+tokens trained, no padding) can be given as a share of what this machine can do. tfft's
+time is broken down into start-up (process start to reading data: imports), reading and
+tokenizing, model building, the first batch (tracing), training, validation and the
+final evaluation.
 
 Example:
     python tools/benchmark.py --max_train_examples=4000 --output_dir=/tmp/bench
@@ -116,7 +124,8 @@ flags.DEFINE_list("frameworks", ["tfft", "hf"], "Which runs: tfft, hf.")
 flags.DEFINE_string("tfft_overrides", "",
                     "Extra --params_override for tfft, e.g. runtime.mixed_precision=mixed_bfloat16.")
 flags.DEFINE_string("output_dir", "/tmp/tfft_benchmark", "Run folders and results.json.")
-flags.DEFINE_enum("worker", "", ["", "hf"], "Internal: run one peer training in this process.")
+flags.DEFINE_enum("worker", "", ["", "hf", "peak"],
+                  "Internal: run one peer training (hf) or the matmul peak (peak) in this process.")
 flags.DEFINE_string("worker_dir", "", "Internal: the worker's output folder.")
 FLAGS = flags.FLAGS
 
@@ -177,6 +186,45 @@ def run_measured(command: list[str], log: Path) -> tuple[int, float, float]:
     return os.waitstatus_to_exitcode(status), time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+def machine() -> dict:
+    """The CPU model, usable cores and the matrix extensions the CPU reports (Linux)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "unknown")
+    flags_line = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    present = set(flags_line.split(":", 1)[-1].split())
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)),
+            **{name: name in present for name in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile")}}
+
+
+def matmul_peak() -> None:
+    """Worker: TensorFlow's matmul GFLOP/s (2048^3, best of several) in float32 and bfloat16."""
+    import tensorflow as tf
+
+    size, result = 2048, {}
+    for dtype in ("float32", "bfloat16"):
+        a = tf.random.normal((size, size), dtype=dtype)
+        b = tf.random.normal((size, size), dtype=dtype)
+        product = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.matmul(a, b)))
+        product()
+        best = math.inf
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(4):
+                product().numpy()
+            best = min(best, (time.perf_counter() - start) / 4)
+        result[f"{dtype}_gflops"] = 2 * size**3 / best / 1e9
+    (Path(FLAGS.worker_dir) / "peak.json").write_text(json.dumps(result))
+
+
+def measure_peak(output: Path) -> dict:
+    """Runs :func:`matmul_peak` in a fresh process (alone on the machine) and reads its result."""
+    output.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker=peak", f"--worker_dir={output}"],
+                   check=True, cwd=REPO, capture_output=True)
+    return json.loads((output / "peak.json").read_text())
+
+
 def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     """Trains and evaluates with ``tfft-train``; reads its result files."""
     train_file, eval_file, config, metric = task_files()
@@ -208,9 +256,15 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
     extra = {key: value for key, value in evaluated.items()
              if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1", "best_threshold",
                                                    "best_macro_f1") and key != metric}
+    stages = {f"{name}_seconds": value for name, value in train.get("seconds", {}).items()}
+    stages["final_eval_seconds"] = evaluated.get("eval_seconds", 0.0)
+    # Imports, process start and exit (the first batch is part of training).
+    stages["startup_seconds"] = wall - sum(v for k, v in stages.items() if k != "first_batch_seconds")
     return {"examples_per_second": train["examples_per_second"], "train_seconds":
             train["train_seconds"], "train_examples": train["train_examples"], "metric": evaluated[metric],
-            **extra, "peak_rss_mib": peak, "wall_seconds": wall}
+            **extra, "predict_examples_per_second": evaluated["examples_per_second"],
+            "model_gflops_per_second": train.get("model_flops_per_second", 0.0) / 1e9,
+            **stages, "peak_rss_mib": peak, "wall_seconds": wall}
 
 
 def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
@@ -278,6 +332,7 @@ def hf_worker() -> None:
 
     folder, seed = Path(FLAGS.worker_dir), int(FLAGS.seeds[0])
     transformers.set_seed(seed)
+    predictions = time_predictions(transformers.Trainer)
     train_file, eval_file, _, _ = task_files()
     arguments = lambda rows: training_arguments(folder, seed, rows)  # noqa: E731
     if FLAGS.task == "squad":
@@ -295,7 +350,23 @@ def hf_worker() -> None:
                         FLAGS.max_seq_length, arguments)
     else:
         result = classification_peer(folder, seed, train_file, eval_file)
+    rows, seconds = map(sum, zip(*predictions, strict=True)) if predictions else (0, 0.0)
+    result["predict_examples_per_second"] = rows / seconds if seconds else 0.0
     (folder / "results.json").write_text(json.dumps(result, indent=2))
+
+
+def time_predictions(trainer_class) -> list[tuple[int, float]]:
+    """Wraps ``trainer_class.predict`` to record (rows, seconds) of every call."""
+    calls, predict = [], trainer_class.predict
+
+    def timed(self, dataset, *args, **kwargs):
+        start = time.perf_counter()
+        output = predict(self, dataset, *args, **kwargs)
+        calls.append((len(dataset), time.perf_counter() - start))
+        return output
+
+    trainer_class.predict = timed
+    return calls
 
 
 def classification_peer(folder: Path, seed: int, train_file: Path, eval_file: Path) -> dict:
@@ -382,9 +453,16 @@ def main(argv):
     if FLAGS.worker == "hf":
         hf_worker()
         return
+    if FLAGS.worker == "peak":
+        matmul_peak()
+        return
     checkpoint = FLAGS.checkpoint or default_checkpoint()
     output = Path(FLAGS.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    host = {**machine(), **measure_peak(output / "peak")}
+    print("machine: {cpu}, {cores} cores, AVX-512 {avx512f}, AVX-512 BF16 {avx512_bf16}, AMX {amx_bf16}; "
+          "TensorFlow matmul peak {float32_gflops:.0f} GFLOP/s fp32, "
+          "{bfloat16_gflops:.0f} bf16".format(**host), flush=True)
     if FLAGS.task == "squad":
         split_squad()
     runners = {"tfft": run_tfft, "hf": run_hf}
@@ -412,16 +490,31 @@ def main(argv):
         scale = 1 if TASKS[FLAGS.task].percent else 100
         gap = scale * (summary["tfft"]["metric"] - summary["hf"]["metric"])
         memory = summary["tfft"]["peak_rss_mib"] / summary["hf"]["peak_rss_mib"]
+        predict = summary["tfft"]["predict_examples_per_second"] / max(
+            summary["hf"].get("predict_examples_per_second", 0.0), 1e-9)
+        wall = summary["hf"]["wall_seconds"] / summary["tfft"]["wall_seconds"]
         print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; {metric} gap: {gap:+.2f} points; "
-              f"peak memory ratio: {memory:.2f}x")
+              f"peak memory ratio: {memory:.2f}x; prediction ratio: {predict:.2f}x; "
+              f"whole-process speed ratio (hf wall / tfft wall): {wall:.2f}x")
         summary["ratio"] = {"examples_per_second": ratio, f"{metric}_points": gap,
-                            "peak_rss": memory}
+                            "peak_rss": memory, "predict_examples_per_second": predict,
+                            "whole_process": wall}
+    if "tfft" in summary:
+        row = summary["tfft"]
+        bf16 = "mixed_bfloat16" in FLAGS.tfft_overrides
+        peak = host["bfloat16_gflops" if bf16 else "float32_gflops"]
+        print(f"tfft model FLOP/s: {row['model_gflops_per_second']:.1f} GFLOP/s = "
+              f"{100 * row['model_gflops_per_second'] / peak:.0f}% of the measured "
+              f"{'bf16' if bf16 else 'fp32'} matmul peak")
+        print("tfft seconds: " + ", ".join(f"{key.removesuffix('_seconds')} {value:.1f}"
+                                            for key, value in row.items() if key.endswith("_seconds")
+                                            and key != "wall_seconds"))
     settings = {name: getattr(FLAGS, name) for name in (
         "task", "checkpoint", "data_dir", "max_train_examples", "epochs", "batch_size", "learning_rate",
         "warmup_fraction", "weight_decay", "max_seq_length", "seeds", "tfft_overrides")}
     settings["checkpoint"] = checkpoint
     (output / "results.json").write_text(
-        json.dumps({"settings": settings, "runs": runs, "summary": summary}, indent=2))
+        json.dumps({"settings": settings, "machine": host, "runs": runs, "summary": summary}, indent=2))
     print(f"results: {output / 'results.json'}")
 
 
