@@ -87,3 +87,24 @@ def test_profile_steps_must_be_a_batch_range(steps):
     with pytest.raises(Exception, match=r"trainer.profile_steps must be \[first, last\]"):
         profile_range(steps)
     assert profile_range([]) is None and profile_range([2, 2]) == (2, 2)
+
+
+def test_logged_throughput_covers_the_whole_interval(monkeypatch):
+    """Each log line's examples/s is over all batches since the previous line, not the last one."""
+    from tfft.training import callbacks
+
+    clock = iter([0.0, 1.0, 3.0, 7.0])  # Ends of batches 1-4; the first (tracing) is left out.
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    scalars = callbacks.TrainingScalars(None, callbacks.Progress(batches_per_epoch=10), 32, 320,
+                                        every_steps=2, epochs=1)
+    windows = []
+
+    def write(step, logs, window):  # As TrainingScalars._write, without event files.
+        scalars._last_logged_step = step
+        windows.append((step, window))
+
+    monkeypatch.setattr(scalars, "_write", write)
+    for batch in range(4):
+        scalars.on_train_batch_end(batch, {"loss": 1.0})
+    assert windows == [(2, pytest.approx(32.0)), (4, pytest.approx(64 / 6))]
+    assert scalars.examples_per_second == pytest.approx(96 / 7)

@@ -98,6 +98,7 @@ class TrainingScalars(keras.callbacks.Callback):
         self._last_logged_step = 0
         self._train_begin = None
         self._first_batch_end = None
+        self._logged = (0, 0.0)  # total_examples and total_seconds at the last log line.
 
     @property
     def first_batch_seconds(self) -> float:
@@ -136,9 +137,12 @@ class TrainingScalars(keras.callbacks.Callback):
             return
         self.total_examples += seen - self._mark_examples
         self.total_seconds += now - self._mark_time
-        window = (seen - self._mark_examples) / max(now - self._mark_time, 1e-9)
         self._mark_time, self._mark_examples = now, seen
         if step - self._last_logged_step >= self.every_steps:
+            # Throughput since the last log line, not of the last batch alone.
+            examples, seconds = self._logged
+            window = (self.total_examples - examples) / max(self.total_seconds - seconds, 1e-9)
+            self._logged = (self.total_examples, self.total_seconds)
             self._write(step, logs, window)
             logging.info("epoch %d/%d, step %d: loss %.4f, %.1f examples/s", self.progress.epoch + 1,
                          self.epochs, step, float(logs.get("loss", np.nan)), window)
