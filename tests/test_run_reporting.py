@@ -64,12 +64,13 @@ def test_mixed_precision_validates_the_last_epoch_in_float32(tmp_path, tiny_bert
         assert metrics[name] == pytest.approx(fresh[name], abs=1e-6), name
 
 
-def test_early_stopping_reevaluates_the_restored_weights(tmp_path, tiny_bert, sentiment_data):
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_early_stopping_reevaluates_the_restored_weights(tmp_path, tiny_bert, sentiment_data, precision):
     """After early stopping puts the best epoch's weights back, eval_results.json is of those
     weights (as --mode=eval of the final checkpoint), not of the last epoch's."""
     model_dir, results, metrics = train(tmp_path, tiny_bert, sentiment_data, **{
         "trainer.epochs": 6, "trainer.early_stopping_patience": 1, "trainer.learning_rate": 0.05,
-        "task.main_metric": "loss"})
+        "task.main_metric": "loss", "runtime.mixed_precision": precision})
     assert results["epochs"] < 6  # It stopped early, so the best weights were put back.
     fresh = run_train(f"--model_dir={model_dir}", "--mode=eval").results
     assert metrics["loss"] == pytest.approx(fresh["loss"], abs=1e-6)

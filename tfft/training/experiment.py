@@ -287,8 +287,8 @@ class Experiment:
         clock = time.perf_counter()
         metrics = None if best.restored else validation.float32_metrics_at(results["steps"])
         modeling.set_precision("float32")
-        if metrics is None:
-            final = self._inference_copy(backbone.hf_config)(model)
+        if metrics is None:  # Under mixed precision, the validation's float32 copy serves again.
+            final = (validation.float32_model or self._inference_copy(backbone.hf_config))(model)
             metrics, _ = self._evaluate(final, validation_features)
         metrics["eval_seconds"] = time.perf_counter() - clock
         return self._write_eval_results(metrics, self._checkpoint_file("final"))

@@ -49,7 +49,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 class AdamW(keras.optimizers.AdamW):
     """Keras' AdamW with PyTorch's dense embedding gradients, a fused update and global clipping.
 
-    Three differences from Keras' own, none of which changes the update's formula:
+    Three differences from Keras' own; Adam's update formula itself is Keras':
 
     - Embedding gradients arrive as ``IndexedSlices`` with one slice per token, so a
       token that occurs twice has two slices. Keras squares the slices for the global
