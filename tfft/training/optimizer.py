@@ -47,9 +47,9 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 @keras.saving.register_keras_serializable(package="tfft")
 class AdamW(keras.optimizers.AdamW):
-    """Keras' AdamW with PyTorch's dense embedding gradients, a fused update and global clipping.
+    """Keras' AdamW with PyTorch's dense embedding gradients, fused updates and global clipping.
 
-    Three differences from Keras' own; Adam's update formula itself is Keras':
+    Four differences from Keras' own; Adam's update formula itself is Keras':
 
     - Embedding gradients arrive as ``IndexedSlices`` with one slice per token, so a
       token that occurs twice has two slices. Keras squares the slices for the global
@@ -61,6 +61,10 @@ class AdamW(keras.optimizers.AdamW):
       element-wise ops make about ten (for a 30k-word embedding table, most of the
       step's time on a CPU). Rows without gradient still decay their moments and move,
       as in PyTorch's dense AdamW.
+    - Decoupled weight decay multiplies each variable by ``1 - lr * weight_decay`` (as
+      PyTorch does, before the Adam step) and assigns the product, which takes over the
+      product's buffer: one pass over the variable, where Keras' ``v.assign_sub(v * wd
+      * lr)`` makes three and two temporaries (about 8% of a MiniLM step on a CPU).
     - Keras 3 clips each replica's gradient before the cross-replica sum, so with several
       replicas ``global_clipnorm`` bounds the replicas' partial gradients, not the
       gradient of the global batch, and training differs from one device. Here the
@@ -88,6 +92,21 @@ class AdamW(keras.optimizers.AdamW):
         for index, grad in zip(present, clipped, strict=True):
             shares[index] = grad / context.num_replicas_in_sync
         return shares
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None:
+            return
+        keep = 1 - ops.cast(self.learning_rate, "float32") * self.weight_decay
+
+        def decay(distribution, variables):
+            for variable in variables:
+                if self._use_weight_decay(variable):
+                    value = variable.value if isinstance(variable, keras.Variable) else variable
+                    distribution.extended.update(
+                        value, lambda v: v.assign(v * ops.cast(keep, v.dtype)), group=False
+                    )
+
+        tf.__internal__.distribute.interim.maybe_merge_call(decay, self._distribution_strategy, variables)
 
     def update_step(self, gradient, variable, learning_rate):
         """Keras' Adam step (bias-corrected step size, epsilon outside the root), fused."""
