@@ -121,6 +121,16 @@ def test_every_example_once_per_epoch_padded_per_batch(grouping):
         assert sorted(seen) == list(range(203))
 
 
+def test_pipelines_run_without_the_autotuning_thread():
+    """Its wake-up held up every iterator's destructor (the end of each fit and predict)."""
+    features = make_features(random_lengths(20, seed=2))
+    training = train_dataset(features, batch_size=4, seed=1)
+    inference, _, _ = inference_dataset(make_features(random_lengths(9, seed=3), labeled=False), SPECS, 4)
+    for dataset in (training, inference):
+        assert dataset.options().autotune.enabled is False
+        assert len(list(dataset)) == 5 if dataset is training else 3
+
+
 def test_batches_are_padded_to_their_own_length_not_max_seq_length():
     features = make_features([3, 2, 4, 1, 2, 3, 5, 2, 1, 1])
     widths = []

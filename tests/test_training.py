@@ -78,6 +78,17 @@ def test_model_dir_layout(trained):
     assert (trained / "assets" / "labels.txt").read_text().split() == ["0", "1"]
 
 
+def test_weight_files_hold_the_model_alone_and_equal_weights_are_written_once(trained):
+    import h5py
+
+    folder = trained / "checkpoints"
+    final, latest = folder / "final.weights.h5", folder / "latest.weights.h5"
+    # The last epoch's weights: written as latest, linked as final.
+    assert final.stat().st_ino == latest.stat().st_ino
+    with h5py.File(final) as weights:
+        assert "layers" in weights and "optimizer" not in weights
+
+
 def test_tensorboard_scalars(trained):
     train = read_scalars(trained / "logs" / "train")
     validation = read_scalars(trained / "logs" / "validation")

@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.saving import saving_lib
 
 from tfft import evaluation
 from tfft.data.features import Features
@@ -57,11 +58,48 @@ def current_learning_rate(model: keras.Model) -> float:
     return float(np.asarray(model.optimizer.learning_rate))
 
 
-def save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """Writes ``model``'s weights to ``path`` through a temporary file and a rename."""
-    temporary = path.with_name(f".tmp-{path.name}")
-    model.save_weights(str(temporary))
-    os.replace(temporary, path)
+class WeightFiles:
+    """Writes and reads a training model's ``.weights.h5`` files (best, latest, final).
+
+    The files hold the model's weights without the optimizer's state, which is twice
+    their size and which only resuming needs (the backups have it). Each is written
+    through a temporary file and a rename. Weights already written at the same optimizer
+    step (``best`` and ``latest`` after an epoch that improved, ``final`` after the last
+    epoch) are hard-linked to the file that has them instead of written again.
+
+    Args:
+        model: The training model.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self._written: tuple[int, Path] | None = None
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def save(self, path: Path) -> None:
+        """Writes the weights to ``path`` (or links the file that has these weights)."""
+        step, temporary = self._step(), path.with_name(f".tmp-{path.name}")
+        temporary.unlink(missing_ok=True)
+        if not (self._written and self._written[0] == step and _link(self._written[1], temporary)):
+            saving_lib.save_weights_only(self.model, str(temporary), objects_to_skip=[self.model.optimizer])
+        os.replace(temporary, path)
+        self._written = (step, path)
+
+    def load(self, path: Path) -> None:
+        """Puts the weights of ``path`` back into the model (its optimizer state stays)."""
+        saving_lib.load_weights_only(self.model, str(path), objects_to_skip=[self.model.optimizer])
+        self._written = (self._step(), path)
+
+
+def _link(source: Path, target: Path) -> bool:
+    """Hard-links ``target`` to ``source``; False where that is not possible."""
+    try:
+        os.link(source, target)
+    except OSError:
+        return False
+    return True
 
 
 class TrainingScalars(keras.callbacks.Callback):
@@ -322,14 +360,17 @@ class BestCheckpoint(keras.callbacks.Callback):
         monitor: The epoch-log key, e.g. ``val_accuracy``.
         mode: ``max`` or ``min``.
         path: The best weights file (``checkpoints/best.weights.h5``).
+        files: Writes and reads the model's weight files.
         patience: Epochs without improvement before stopping (0 = never stop).
         write: Whether this process writes ``path`` (the chief). Other workers keep the
             best weights in memory, and read the chief's file after a restart.
     """
 
-    def __init__(self, monitor: str, mode: str, path: Path, patience: int = 0, write: bool = True):
+    def __init__(self, monitor: str, mode: str, path: Path, files: WeightFiles, patience: int = 0,
+                 write: bool = True):
         super().__init__()
         self.monitor, self.mode, self.path, self.patience, self.write = monitor, mode, path, patience, write
+        self.files = files
         self.best: float | None = None
         self.best_epoch = -1
         self.wait = 0
@@ -355,7 +396,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.write:
-                save_weights_atomically(self.model, self.path)
+                self.files.save(self.path)
             elif self.patience:
                 self._best_weights = self.model.get_weights()
             return
@@ -367,7 +408,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             if self._best_weights is not None:
                 self.model.set_weights(self._best_weights)
             else:
-                self.model.load_weights(str(self.path))
+                self.files.load(self.path)
             self.restored = True
             self.model.stop_training = True
 
@@ -377,14 +418,15 @@ class LatestWeights(keras.callbacks.Callback):
 
     Args:
         path: The file to write.
+        files: Writes the model's weight files.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, files: WeightFiles):
         super().__init__()
-        self.path = path
+        self.path, self.files = path, files
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
-        save_weights_atomically(self.model, self.path)
+        self.files.save(self.path)
 
 
 class Backups(keras.callbacks.Callback):

@@ -43,8 +43,8 @@ from tfft.training.callbacks import (
     Progress,
     TrainingScalars,
     Validation,
+    WeightFiles,
     profile_range,
-    save_weights_atomically,
 )
 from tfft.training.optimizer import create_optimizer
 from tfft.training.strategy import configure_runtime, create_strategy, worker_of
@@ -244,8 +244,9 @@ class Experiment:
                             accumulation=accumulation)
         backup = Backup(self.model_dir, model, to_dict(self.config), writer=self.worker.is_chief)
         state = (backup.restore() if trainer.backup_steps >= 0 else None) or TrainingState()
+        files = WeightFiles(model)
         callbacks, scalars, validation, best = self._callbacks(
-            progress, backup, state, source, validation_features, backbone
+            progress, backup, state, source, validation_features, backbone, files
         )
         logging.info("training %d steps (%d epochs of %d batches, global batch %d on %d replicas)",
                      total_updates, trainer.epochs, steps_per_epoch, plan.global_batch_size, self.replicas)
@@ -253,7 +254,7 @@ class Experiment:
         epochs, batches_run, loss = self._fit(model, source, plan, progress, state, callbacks)
         train_seconds = time.perf_counter() - start - (validation.seconds if validation else 0.0)
         if self.worker.is_chief:
-            save_weights_atomically(model, self._checkpoint_file("final"))
+            files.save(self._checkpoint_file("final"))
         backup.remove()
         examples_trained = source.num_examples * batches_run / steps_per_epoch
         seconds.update(first_batch=scalars.first_batch_seconds, train=train_seconds,
@@ -355,7 +356,8 @@ class Experiment:
         return _LocalCopy(build)
 
     def _callbacks(self, progress: Progress, backup: Backup, state: TrainingState,
-                   source: TrainingSource, validation_features: Features | None, backbone):
+                   source: TrainingSource, validation_features: Features | None, backbone,
+                   files: WeightFiles):
         """The callback list (validation first: later ones read its ``val_*`` metrics)."""
         trainer, chief = self.config.trainer, self.worker.is_chief
         logs = (lambda name: self.model_dir / "logs" / name) if chief else (lambda name: None)
@@ -374,13 +376,13 @@ class Experiment:
             )
             best = BestCheckpoint(
                 f"val_{self.task.main_metric}", self.task.main_metric_mode,
-                self._checkpoint_file("best"), trainer.early_stopping_patience, write=chief,
+                self._checkpoint_file("best"), files, trainer.early_stopping_patience, write=chief,
             )
             if state.callbacks:
                 best.load_state(state.callbacks)
             callbacks += [validation, best]
         if chief:
-            callbacks.append(LatestWeights(self._checkpoint_file("latest")))
+            callbacks.append(LatestWeights(self._checkpoint_file("latest"), files))
         if trainer.backup_steps >= 0:
             callbacks.append(Backups(backup, progress, trainer.backup_steps, best))
         profiled = profile_range(trainer.profile_steps)
