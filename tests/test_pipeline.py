@@ -365,3 +365,15 @@ def test_rows_of_several_sequences_are_padded_to_declared_choices(static_length)
     widths = [inputs["input_ids"].shape for inputs in dataset]
     assert [shape[1] for shape in widths] == [3, 3, 3] and count == 5
     assert [shape[2] for shape in widths] == sorted(shape[2] for shape in widths)  # sorted by longest
+
+
+def test_prediction_traces_the_model_once_for_every_length_and_matches_keras_predict():
+    """Keras' predict traces again for new batch shapes; the shape-free signature does not."""
+    features = make_features(random_lengths(45, seed=13, high=70), labeled=False)
+    model = TokenEcho()
+    bucketed, _ = evaluation.predict(model, features, SPECS, 8, output_length=72, output_padding=-5.0)
+    evaluation.predict(model, features, SPECS, 5, output_length=72, output_padding=-5.0)
+    assert len(length_buckets(features.row_lengths, 8, 72)) > 1  # several shapes were run
+    assert evaluation._FORWARD[model].experimental_get_tracing_count() == 1
+    dataset, order, count = inference_dataset(features, SPECS, 8, pad_length=72)
+    np.testing.assert_array_equal(bucketed, restore_order(model.predict(dataset, verbose=0), order, count))

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfft import modeling
 from tfft.backbones.saving import write_hf_folder
+from tfft.data.pipeline import input_signature
 from tfft.data.tokenization import save_tokenizer
 from tfft.errors import TfftError
 from tfft.tasks import Task, get_task
@@ -47,11 +48,9 @@ class ServingModule(tf.Module):
         self.model = model
         self._task = task
         self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]
-        specs = task.feature_specs.inputs
-        self._names = list(specs)
-        self.serve = tf.function(self._serve, input_signature=[
-            tf.TensorSpec([None, *spec.shape], spec.dtype, name=name) for name, spec in specs.items()
-        ])
+        signature = input_signature(task.feature_specs)
+        self._names = list(signature)
+        self.serve = tf.function(self._serve, input_signature=list(signature.values()))
 
     def _serve(self, *inputs):
         """Runs the model on the task's inputs; returns the task's named outputs."""

@@ -281,6 +281,12 @@ def inference_dataset(
     return _finish(dataset), order, count
 
 
+def input_signature(specs: FeatureSpecs) -> dict[str, tf.TensorSpec]:
+    """The model inputs' ``tf.TensorSpec``s for batches of any size and length."""
+    return {name: tf.TensorSpec([None, *spec.shape], spec.dtype, name=name)
+            for name, spec in specs.inputs.items()}
+
+
 def length_buckets(lengths: np.ndarray, batch_size: int, max_length: int,
                    step: int = 32) -> list[tuple[np.ndarray, int]]:
     """Examples sorted by length, cut into runs of whole batches that share a padding length.
