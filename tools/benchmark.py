@@ -37,8 +37,7 @@ final evaluation.
 
 Example:
     python tools/benchmark.py --max_train_examples=4000 --output_dir=/tmp/bench
-    python tools/benchmark.py --max_train_examples=8000 --seeds=1,2,3 \
-        --tfft_overrides=runtime.mixed_precision=mixed_bfloat16
+    python tools/benchmark.py --max_train_examples=8000 --seeds=1,2,3 --precision=bfloat16
     python tools/benchmark.py --task=conll2003 --max_train_examples=0 --epochs=3 \
         --output_dir=/tmp/bench_ner
     python tools/benchmark.py --task=commonsenseqa --max_train_examples=0 --epochs=3 \
@@ -120,6 +119,9 @@ flags.DEFINE_float("warmup_fraction", 0.1, "Fraction of steps with linear warmup
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
 flags.DEFINE_integer("max_seq_length", 128, "Truncation length.")
 flags.DEFINE_list("seeds", ["42"], "One run per framework per seed.")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                  "Both sides' precision: bfloat16 is tfft's mixed_bfloat16 policy and the peer's "
+                  "bf16=True (PyTorch autocast on the CPU).")
 flags.DEFINE_list("frameworks", ["tfft", "hf"], "Which runs: tfft, hf.")
 flags.DEFINE_string("tfft_overrides", "",
                     "Extra --params_override for tfft, e.g. runtime.mixed_precision=mixed_bfloat16.")
@@ -244,6 +246,7 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
         f"trainer.warmup_fraction={FLAGS.warmup_fraction}",
         f"trainer.weight_decay={FLAGS.weight_decay}",
         f"runtime.seed={seed}",
+        f"runtime.mixed_precision={'mixed_bfloat16' if FLAGS.precision == 'bfloat16' else 'float32'}",
         FLAGS.tfft_overrides,
     ]))
     command = [sys.executable, "-m", "tfft.cli.train", f"--config_file={config}",
@@ -274,7 +277,7 @@ def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
                f"--data_dir={task_files()[0].parent}",
                *[f"--{name}={getattr(FLAGS, name)}" for name in (
                    "task", "max_train_examples", "epochs", "batch_size", "eval_batch_size",
-                   "learning_rate", "warmup_fraction", "weight_decay", "max_seq_length")]]
+                   "learning_rate", "warmup_fraction", "weight_decay", "max_seq_length", "precision")]]
     status, wall, peak = run_measured(command, folder.with_suffix(".log"))
     if status:
         raise SystemExit(f"HF run failed (exit {status}); see {folder.with_suffix('.log')}")
@@ -323,6 +326,7 @@ def training_arguments(folder: Path, seed: int, num_rows: int):
         lr_scheduler_type="linear", weight_decay=FLAGS.weight_decay, max_grad_norm=1.0,
         adam_epsilon=1e-8, seed=seed, save_strategy="no", eval_strategy="no",
         logging_steps=50, report_to="none", use_cpu=True, dataloader_num_workers=0,
+        bf16=FLAGS.precision == "bfloat16",
     )
 
 
@@ -501,7 +505,7 @@ def main(argv):
                             "whole_process": wall}
     if "tfft" in summary:
         row = summary["tfft"]
-        bf16 = "mixed_bfloat16" in FLAGS.tfft_overrides
+        bf16 = FLAGS.precision == "bfloat16" or "mixed_bfloat16" in FLAGS.tfft_overrides
         peak = host["bfloat16_gflops" if bf16 else "float32_gflops"]
         print(f"tfft model FLOP/s: {row['model_gflops_per_second']:.1f} GFLOP/s = "
               f"{100 * row['model_gflops_per_second'] / peak:.0f}% of the measured "
@@ -511,7 +515,7 @@ def main(argv):
                                             and key != "wall_seconds"))
     settings = {name: getattr(FLAGS, name) for name in (
         "task", "checkpoint", "data_dir", "max_train_examples", "epochs", "batch_size", "learning_rate",
-        "warmup_fraction", "weight_decay", "max_seq_length", "seeds", "tfft_overrides")}
+        "warmup_fraction", "weight_decay", "max_seq_length", "seeds", "precision", "tfft_overrides")}
     settings["checkpoint"] = checkpoint
     (output / "results.json").write_text(
         json.dumps({"settings": settings, "machine": host, "runs": runs, "summary": summary}, indent=2))
