@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -31,7 +32,8 @@ def load_tokenizer(folder: str | Path):
         if _only_wordpiece_vocab(folder):
             tokenizer = _wordpiece_tokenizer(folder / WORDPIECE_VOCAB)
         else:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+            tokenizer_class = _named_class(folder) or transformers.AutoTokenizer
+            tokenizer = tokenizer_class.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as error:
         raise TfftError(
             f"cannot load a tokenizer from '{folder}' ({reason(error)}); the folder needs "
@@ -42,6 +44,24 @@ def load_tokenizer(folder: str | Path):
             f"tokenizer in '{folder}' is not a fast tokenizer; save one with tokenizer.json"
         )
     return tokenizer
+
+
+def _named_class(folder: Path):
+    """The fast tokenizer class ``tokenizer_config.json`` names, or None to ask ``AutoTokenizer``.
+
+    ``AutoTokenizer`` imports transformers' config module, which imports PyTorch when it
+    is installed: about 1 s and 200 MB of every run that does not otherwise need it.
+    """
+    import transformers
+
+    path = folder / "tokenizer_config.json"
+    try:
+        name = json.loads(path.read_text(encoding="utf-8")).get("tokenizer_class") if path.is_file() else None
+    except (ValueError, AttributeError):
+        return None  # AutoTokenizer reports the file.
+    if not isinstance(name, str) or not name:
+        return None
+    return getattr(transformers, name.removesuffix("Fast") + "Fast", None)
 
 
 def _only_wordpiece_vocab(folder: Path) -> bool:
