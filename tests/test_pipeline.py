@@ -16,7 +16,6 @@ from tfft.data.pipeline import (
     InMemorySource,
     epoch_dataset,
     inference_dataset,
-    length_buckets,
     restore_order,
 )
 
@@ -295,19 +294,6 @@ def test_inference_static_mode_exact_multiple_adds_no_filler():
     np.testing.assert_array_equal(restore_order(outputs, order, count)[:, 0], np.arange(1, 17))
 
 
-def test_length_buckets_are_runs_of_whole_sorted_batches():
-    lengths = random_lengths(75, seed=11, high=100)
-    runs = length_buckets(lengths, batch_size=8, max_length=96, step=32)
-    indices = np.concatenate([run for run, _ in runs])
-    assert sorted(indices.tolist()) == list(range(75))  # every example exactly once
-    np.testing.assert_array_equal(lengths[indices], np.sort(lengths))
-    assert [length for _, length in runs] == [32, 64, 96]
-    for number, (run, length) in enumerate(runs):
-        assert lengths[run].max() <= length or length == 96
-        if number < len(runs) - 1:
-            assert len(run) % 8 == 0  # batches are not split between runs
-
-
 class TokenEcho(keras.Model):
     """Per-token outputs ``[batch, seq, 2]``: the token id and its position; -5 at padding."""
 
@@ -320,15 +306,15 @@ class TokenEcho(keras.Model):
 
 
 @pytest.mark.parametrize("full_batches", [False, True])
-def test_per_token_outputs_by_length_bucket_equal_the_fully_padded_ones(full_batches):
+def test_per_token_outputs_of_batches_padded_to_their_length_equal_the_fully_padded_ones(full_batches):
     features = make_features(random_lengths(45, seed=12, high=70), labeled=False)
     model = TokenEcho()
     static, _ = evaluation.predict(model, features, SPECS, 8, static_length=72, full_batches=full_batches)
-    bucketed, _ = evaluation.predict(model, features, SPECS, 8, full_batches=full_batches,
-                                     output_length=72, output_padding=-5.0)
-    assert bucketed.shape == static.shape == (45, 72, 2)
-    np.testing.assert_array_equal(bucketed, static)
-    np.testing.assert_array_equal(bucketed[:, 0, 0], np.arange(1, 46))  # example order
+    dynamic, _ = evaluation.predict(model, features, SPECS, 8, full_batches=full_batches,
+                                    output_length=72, output_padding=-5.0)
+    assert dynamic.shape == static.shape == (45, 72, 2)
+    np.testing.assert_array_equal(dynamic, static)
+    np.testing.assert_array_equal(dynamic[:, 0, 0], np.arange(1, 46))  # example order
 
 
 # --- rows of several sequences ([batch, choices, seq], as multiple choice feeds) -----------------------
@@ -371,9 +357,10 @@ def test_prediction_traces_the_model_once_for_every_length_and_matches_keras_pre
     """Keras' predict traces again for new batch shapes; the shape-free signature does not."""
     features = make_features(random_lengths(45, seed=13, high=70), labeled=False)
     model = TokenEcho()
-    bucketed, _ = evaluation.predict(model, features, SPECS, 8, output_length=72, output_padding=-5.0)
+    outputs, _ = evaluation.predict(model, features, SPECS, 8, output_length=72, output_padding=-5.0)
     evaluation.predict(model, features, SPECS, 5, output_length=72, output_padding=-5.0)
-    assert len(length_buckets(features.row_lengths, 8, 72)) > 1  # several shapes were run
+    widths = {batch["input_ids"].shape[1] for batch in inference_dataset(features, SPECS, 8)[0]}
+    assert len(widths) > 3  # several shapes were run
     assert evaluation._FORWARD[model].experimental_get_tracing_count() == 1
     dataset, order, count = inference_dataset(features, SPECS, 8, pad_length=72)
-    np.testing.assert_array_equal(bucketed, restore_order(model.predict(dataset, verbose=0), order, count))
+    np.testing.assert_array_equal(outputs, restore_order(model.predict(dataset, verbose=0), order, count))

@@ -287,31 +287,6 @@ def input_signature(specs: FeatureSpecs) -> dict[str, tf.TensorSpec]:
             for name, spec in specs.inputs.items()}
 
 
-def length_buckets(lengths: np.ndarray, batch_size: int, max_length: int,
-                   step: int = 32) -> list[tuple[np.ndarray, int]]:
-    """Examples sorted by length, cut into runs of whole batches that share a padding length.
-
-    A batch pads to its longest example rounded up to a multiple of ``step`` (at most
-    ``max_length``); consecutive batches with the same padding form one run. Per-token
-    outputs can then be predicted a run at a time (each run has one shape) without
-    padding every batch to ``max_length``.
-
-    Returns:
-        ``(indices, length)`` per run: example indices in length order, and the run's
-        padding length.
-    """
-    order = np.argsort(lengths, kind="stable")
-    runs: list[tuple[list[np.ndarray], int]] = []
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        length = min(max_length, -(-int(lengths[batch[-1]]) // step) * step)
-        if runs and runs[-1][1] == length:
-            runs[-1][0].append(batch)
-        else:
-            runs.append(([batch], length))
-    return [(np.concatenate(batches), length) for batches, length in runs]
-
-
 def restore_order(outputs, order: np.ndarray, count: int):
     """Undoes :func:`inference_dataset`'s ordering on a model output (array or dict)."""
     if isinstance(outputs, dict):
