@@ -364,3 +364,25 @@ def test_prediction_traces_the_model_once_for_every_length_and_matches_keras_pre
     assert evaluation._FORWARD[model].experimental_get_tracing_count() == 1
     dataset, order, count = inference_dataset(features, SPECS, 8, pad_length=72)
     np.testing.assert_array_equal(outputs, restore_order(model.predict(dataset, verbose=0), order, count))
+
+
+@pytest.mark.parametrize(("specs", "sequences"), [(SPECS, 1), (CHOICE_SPECS, 3)])
+def test_inference_batches_of_long_examples_stay_under_the_token_budget(specs, sequences):
+    lengths = random_lengths(60, seed=14, high=90)
+    if sequences == 1:
+        features = make_features(lengths, labeled=False)
+    else:
+        features = choice_features([[int(n), max(1, int(n) // 2), 3] for n in lengths])
+    budget = 600 * sequences
+    dataset, order, count = inference_dataset(features, specs, 16, max_tokens=budget)
+    seen, sizes = [], []
+    for inputs in dataset:
+        ids = inputs["input_ids"].numpy()
+        sizes.append(ids.shape[0])
+        assert ids.shape[0] <= 16
+        assert ids.shape[0] == 1 or ids.size <= budget  # padded tokens of the batch
+        seen.append(ids.shape[0])
+    assert sum(seen) == count == 60 and sorted(order.tolist()) == list(range(60))
+    assert max(sizes) == 16 and min(sizes) < 16  # short rows fill batches, long ones split them
+    unlimited = [inputs["input_ids"].shape[0] for inputs in inference_dataset(features, specs, 16)[0]]
+    assert unlimited == [16, 16, 16, 12]

@@ -18,7 +18,8 @@ _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def predict(model, features: Features, specs: FeatureSpecs, batch_size: int, static_length: int = 0,
-            full_batches: bool = False, output_length: int = 0, output_padding: float = 0.0):
+            full_batches: bool = False, output_length: int = 0, output_padding: float = 0.0,
+            max_tokens: int = 0):
     """Model outputs for every example, in the examples' order.
 
     Examples are predicted sorted by length, each batch padded to its longest example.
@@ -33,6 +34,8 @@ def predict(model, features: Features, specs: FeatureSpecs, batch_size: int, sta
         output_length: For per-token outputs ``[batch, seq, ...]``: their length; each
             batch's outputs are padded to it.
         output_padding: The value of per-token outputs past a batch's length.
+        max_tokens: Padded tokens per batch at most (see
+            :func:`~tfft.data.pipeline.inference_dataset`; 0: no limit).
 
     Returns:
         ``(outputs, seconds)``: outputs as numpy (or a dict of them) and wall time.
@@ -46,7 +49,7 @@ def predict(model, features: Features, specs: FeatureSpecs, batch_size: int, sta
                                                   full_batches=full_batches, pad_length=output_length)
         return restore_order(model.predict(dataset, verbose=0), order, count), time.perf_counter() - start
     dataset, order, count = inference_dataset(features, specs, batch_size, static_length=static_length,
-                                              full_batches=full_batches)
+                                              full_batches=full_batches, max_tokens=max_tokens)
     forward = _forward(model, specs)
     batches = []
     for inputs in dataset:
@@ -83,7 +86,7 @@ def _pad_tokens(value: np.ndarray, extra: int, padding: float) -> np.ndarray:
 
 
 def evaluate(task: Task, model, features: Features, batch_size: int, static_length: int = 0,
-             full_batches: bool = False):
+             full_batches: bool = False, max_tokens: int = 0):
     """The task's metrics over all of ``features``, plus ``examples_per_second``.
 
     Arguments after ``task`` are those of :func:`predict`.
@@ -92,7 +95,7 @@ def evaluate(task: Task, model, features: Features, batch_size: int, static_leng
         ``(metrics, outputs)``.
     """
     outputs, seconds = predict(model, features, task.feature_specs, batch_size, static_length,
-                               full_batches, task.prediction_length, task.prediction_padding)
+                               full_batches, task.prediction_length, task.prediction_padding, max_tokens)
     metrics = task.evaluate(np.asarray(outputs), features)
     metrics["examples_per_second"] = features.num_examples / seconds if seconds else 0.0
     metrics["num_examples"] = features.num_examples

@@ -43,7 +43,7 @@ KEEP = 2
 #: Config keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = frozenset({
     "trainer.backup_steps", "trainer.log_every_steps", "trainer.steps_per_execution",
-    "trainer.profile_steps", "runtime.tpu",
+    "trainer.profile_steps", "trainer.eval_max_tokens", "runtime.tpu",
 })
 
 

@@ -307,11 +307,12 @@ class Validation(keras.callbacks.Callback):
             evaluation (in float32, as exported) can reuse it instead of a second pass.
         last_epoch: The run's last epoch (0-based).
         float32: Whether ``inference_model`` computes in float32 (training precision).
+        max_tokens: Padded tokens per evaluation batch at most (0: no limit).
     """
 
     def __init__(self, task: Task, features: Features, batch_size: int, log_dir: Path | None,
                  static_length: int = 0, full_batches: bool = False, inference_model=None,
-                 float32_model=None, last_epoch: int = -1, float32: bool = True):
+                 float32_model=None, last_epoch: int = -1, float32: bool = True, max_tokens: int = 0):
         super().__init__()
         self.task = task
         self.features = features
@@ -320,6 +321,7 @@ class Validation(keras.callbacks.Callback):
         self.full_batches = full_batches
         self.inference_model = inference_model or (lambda model: model)
         self.float32_model, self.last_epoch, self.float32 = float32_model, last_epoch, float32
+        self.max_tokens = max_tokens
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.seconds = 0.0
         self.latest: tuple[int, dict] | None = None
@@ -334,6 +336,7 @@ class Validation(keras.callbacks.Callback):
         model = (self.float32_model if final else self.inference_model)(self.model)
         metrics, _ = evaluation.evaluate(
             self.task, model, self.features, self.batch_size, self.static_length, self.full_batches,
+            self.max_tokens,
         )
         self.seconds += time.perf_counter() - start
         step = int(self.model.optimizer.iterations.numpy())

@@ -372,7 +372,7 @@ class Experiment:
                 self.task, validation_features, self.eval_batch_size, logs("validation"),
                 self.static_length, self.replicas > 1 and not local, local,
                 float32_model=None if float32 else self._inference_copy(backbone.hf_config, "float32"),
-                last_epoch=trainer.epochs - 1, float32=float32,
+                last_epoch=trainer.epochs - 1, float32=float32, max_tokens=trainer.eval_max_tokens,
             )
             best = BestCheckpoint(
                 f"val_{self.task.main_metric}", self.task.main_metric_mode,
@@ -402,6 +402,7 @@ class Experiment:
         return evaluation.evaluate(
             self.task, model, features, self.eval_batch_size, self.static_length,
             full_batches=self.replicas > 1 and not self.worker.multi_worker,
+            max_tokens=self.config.trainer.eval_max_tokens,
         )
 
     def _write_eval_results(self, metrics: dict, weights: Path) -> dict:
@@ -422,6 +423,7 @@ class Experiment:
             model, features, self.task.feature_specs, self.eval_batch_size, self.static_length,
             full_batches=self.replicas > 1 and not self.worker.multi_worker,
             output_length=self.task.prediction_length, output_padding=self.task.prediction_padding,
+            max_tokens=self.config.trainer.eval_max_tokens,
         )
         rows = self.task.predictions(examples, features, outputs)
         path = self.task.write_predictions(rows, self.output_dir, output_format)
@@ -435,6 +437,6 @@ def _check_trainer(config: ExperimentConfig) -> None:
     profile_range(trainer.profile_steps)
     for key, minimum in (("gradient_accumulation_steps", 1), ("steps_per_execution", 1),
                          ("shuffle_buffer_size", 1), ("backup_steps", -1), ("epochs", 1),
-                         ("train_batch_size", 1), ("eval_batch_size", 1)):
+                         ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0)):
         if getattr(trainer, key) < minimum:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
