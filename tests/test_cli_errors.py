@@ -1,6 +1,9 @@
 """Every user-facing failure of tfft-train / tfft-export: one line naming the input, no traceback.
 
-Each case runs the entry point as a subprocess and stops before any training step.
+Each case stops before any training step. Most run what the entry points' ``main`` does in
+this process (conftest's run_train / run_export: a TfftError becomes the same last stderr
+line and exit status 1, any other exception fails the test); the command line itself (absl
+flags, stray arguments, the exit status and stderr of the real commands) runs as subprocesses.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_sentiment_tsv
+from conftest import run_cli, run_export, run_train, write_sentiment_tsv
 
 from tfft.config import build_config, save_yaml
 
@@ -36,8 +39,8 @@ def overrides(tiny_bert, data, **extra) -> str:
 
 
 def train(model_dir: Path, tiny_bert, data, *args: str, **extra):
-    return run_cli("tfft.cli.train", f"--model_dir={model_dir}",
-                   f"--params_override={overrides(tiny_bert, data, **extra)}", *args, check=False)
+    return run_train(f"--model_dir={model_dir}", f"--params_override={overrides(tiny_bert, data, **extra)}",
+                     *args, check=False)
 
 
 def error_lines(process) -> list[str]:
@@ -77,7 +80,8 @@ def test_missing_model_dir_is_an_absl_flag_error():
 
 
 def test_stray_positional_argument(tmp_path, tiny_bert, data):
-    process = train(tmp_path / "model", tiny_bert, data, "sst2.yaml")
+    process = run_cli("tfft.cli.train", f"--model_dir={tmp_path / 'model'}",
+                      f"--params_override={overrides(tiny_bert, data)}", "sst2.yaml", check=False)
     assert_one_line_error(process, "tfft-train",
                           r"unexpected arguments \['sst2\.yaml'\]; all options are --flags")
     assert not (tmp_path / "model").exists()
@@ -215,8 +219,7 @@ def untrained_model_dir(folder: Path, tiny_bert, data) -> Path:
 
 def test_export_without_checkpoints(tmp_path, tiny_bert, data):
     model_dir = untrained_model_dir(tmp_path / "model", tiny_bert, data)
-    process = run_cli("tfft.cli.export", f"--model_dir={model_dir}",
-                      f"--export_dir={tmp_path / 'export'}", check=False)
+    process = run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'export'}", check=False)
     final = re.escape(str(model_dir / "checkpoints" / "final.weights.h5"))
     assert_one_line_error(process, "tfft-export",
                           rf"checkpoint '{final}' does not exist; train into --model_dir first")
@@ -227,8 +230,7 @@ def test_export_into_non_empty_directory(tmp_path):
     export_dir = tmp_path / "export"
     export_dir.mkdir()
     (export_dir / "saved_model.pb").write_bytes(b"keep me")
-    process = run_cli("tfft.cli.export", f"--model_dir={tmp_path / 'model'}",
-                      f"--export_dir={export_dir}", check=False)
+    process = run_export(f"--model_dir={tmp_path / 'model'}", f"--export_dir={export_dir}", check=False)
     assert_one_line_error(process, "tfft-export",
                           rf"--export_dir '{re.escape(str(export_dir))}' is not empty; choose a new")
     assert (export_dir / "saved_model.pb").read_bytes() == b"keep me"
@@ -239,7 +241,6 @@ def test_export_after_failed_training_says_to_train_first(tmp_path, tiny_bert, d
     missing = {"task.validation_data.input_path": tmp_path / "missing.tsv"}
     failed = train(model_dir, tiny_bert, data, **missing)
     assert failed.returncode != 0 and (model_dir / "params.yaml").is_file()
-    process = run_cli("tfft.cli.export", f"--model_dir={model_dir}",
-                      f"--export_dir={tmp_path / 'export'}", check=False)
+    process = run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'export'}", check=False)
     assert_one_line_error(process, "tfft-export", r".*(train into --model_dir|tfft-train)")
     assert "Hugging Face model folder" not in error_lines(process)[-1]
