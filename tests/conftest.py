@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import string
 import subprocess
 import sys
@@ -88,6 +89,40 @@ def sst2_dir() -> Path:
     folder = SHARED_DATA / "glue" / "SST-2"
     assert folder.is_dir(), f"shared data missing at {folder}; see the README"
     return folder
+
+
+def shared_texts() -> dict[str, list[str]]:
+    """Every text of the shared data the tokenizer parity checks use, by corpus.
+
+    SST-2 sentences (train and dev), STS-B sentence pairs' sentences, CoNLL-2003 sentences
+    (tokens joined by spaces) and SQuAD questions and contexts.
+    """
+    corpora: dict[str, list[str]] = {}
+    for name, columns in (("SST-2", ("sentence",)), ("STS-B", ("sentence1", "sentence2"))):
+        folder = SHARED_DATA / "glue" / name
+        rows = [row for split in ("train", "dev") for row in _tsv_rows(folder / f"{split}.tsv")]
+        corpora[name] = [row[column] for row in rows for column in columns]
+    sentences, words = [], []
+    for split in ("train", "valid", "test"):
+        for line in (SHARED_DATA / "conll2003" / f"{split}.txt").read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("-DOCSTART-"):
+                words.append(line.split()[0])
+            elif words:
+                sentences.append(" ".join(words))
+                words = []
+    corpora["CoNLL-2003"] = sentences
+    squad = json.loads((SHARED_DATA / "squad" / "dev-v1.1-minus-xquad.json").read_text(encoding="utf-8"))
+    paragraphs = [paragraph for article in squad["data"] for paragraph in article["paragraphs"]]
+    corpora["SQuAD"] = [text for paragraph in paragraphs
+                        for text in (paragraph["context"], *(qa["question"] for qa in paragraph["qas"]))]
+    return corpora
+
+
+def _tsv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(encoding="utf-8") as file:
+        return list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def write_sentiment_tsv(path: Path, count: int, seed: int = 0) -> Path:
@@ -393,12 +428,26 @@ def int32_inputs(batch) -> dict:
 
 
 def check_export(model_dir, export_dir) -> dict:
-    """Runs tools/check_export.py (TensorFlow and tokenizers only) and returns its report."""
-    process = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "check_export.py"), f"--model_dir={model_dir}",
-         f"--export_dir={export_dir}"],
-        capture_output=True, text=True, cwd=export_dir.parent, env={**os.environ, "PYTHONPATH": ""},
-    )
+    """Runs tools/check_export.py (TensorFlow and TensorFlow Text only) on a copy of the export.
+
+    The original export and the run's assets are renamed away meanwhile, so that a path
+    baked into the SavedModel fails the check. Returns the tool's report.
+    """
+    copy = export_dir.parent / f"{export_dir.name}_copy"
+    shutil.copytree(export_dir, copy)
+    hidden = [(path, path.with_name(path.name + "_hidden")) for path in (export_dir, model_dir / "assets")]
+    for path, away in hidden:
+        path.rename(away)
+    try:
+        process = subprocess.run(
+            [sys.executable, str(REPO / "tools" / "check_export.py"), f"--export_dir={copy}",
+             f"--eval_results={model_dir / 'eval_results.json'}"],
+            capture_output=True, text=True, cwd=export_dir.parent, env={**os.environ, "PYTHONPATH": ""},
+        )
+    finally:
+        for path, away in hidden:
+            away.rename(path)
+    shutil.rmtree(copy)
     assert process.returncode == 0, process.stderr[-3000:]
     return json.loads(process.stdout.strip().splitlines()[-1])
 

@@ -139,6 +139,7 @@ def test_training_learns_every_label_and_predicts_label_lists(multi_label_run):
 
 def test_exports_as_a_multi_label_classifier_in_both_formats(multi_label_run):
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - the raw-text signature's tokenizer ops
     import torch
     import transformers
 
@@ -152,6 +153,12 @@ def test_exports_as_a_multi_label_classifier_in_both_formats(multi_label_run):
     batch = tokenizer(["the guitar and the dog", "a cat"], padding=True, return_tensors="pt")
     with torch.no_grad():
         theirs = torch.sigmoid(torch_model(**batch).logits).numpy()
-    serve = tf.saved_model.load(str(multi_label_run / "saved")).signatures["serving_default"]
-    ours = serve(**{name: tf.constant(value.numpy(), tf.int32) for name, value in batch.items()})
+    signatures = tf.saved_model.load(str(multi_label_run / "saved")).signatures
+    ours = signatures["serve_token_ids"](**{name: tf.constant(value.numpy(), tf.int32)
+                                             for name, value in batch.items()})
     assert np.abs(ours["probabilities"].numpy() - theirs).max() <= 1e-4
+    texts = signatures["serving_default"](text=tf.constant(["the guitar and the dog", "a cat"]))
+    np.testing.assert_allclose(texts["probabilities"].numpy(), ours["probabilities"].numpy(), atol=1e-6)
+    chosen = ours["probabilities"].numpy() >= 0.5
+    expected = np.where(chosen, np.array(NAMES, dtype=object), "")
+    assert texts["labels"].numpy().astype(str).tolist() == expected.astype(str).tolist()

@@ -130,13 +130,14 @@ def test_export_loads_without_tfft_and_reproduces_accuracy(trained, tmp_path):
     report = check_export(trained, export_dir)
     assert report["metric"] == "accuracy" and report["examples"] == 96
     assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-9)
-    assert not report["tfft_imported"]
+    assert report["imported"] == {"tfft": False, "tokenizers": False, "transformers": False}
     assert (export_dir / "assets" / "labels.txt").read_text().split() == ["0", "1"]
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    assert sorted(serve.structured_outputs) == ["logits", "probabilities"]
-    assert sorted(serve.structured_input_signature[1]) == [
+    signatures = tf.saved_model.load(str(export_dir)).signatures
+    assert sorted(signatures) == ["serve_examples", "serve_token_ids", "serving_default", "tokenize"]
+    assert sorted(signatures["serving_default"].structured_outputs) == ["label", "logits", "probabilities"]
+    assert sorted(signatures["serve_token_ids"].structured_input_signature[1]) == [
         "attention_mask", "input_ids", "token_type_ids"]
 
 
@@ -164,10 +165,14 @@ def test_regression_task_end_to_end(tiny_bert, tmp_path):
     assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-6)
     import tensorflow as tf
 
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    signatures = tf.saved_model.load(str(export_dir)).signatures
     ids = tf.constant([[2, 5, 3]], tf.int32)
-    outputs = serve(input_ids=ids, token_type_ids=tf.zeros_like(ids), attention_mask=tf.ones_like(ids))
+    outputs = signatures["serve_token_ids"](
+        input_ids=ids, token_type_ids=tf.zeros_like(ids), attention_mask=tf.ones_like(ids))
     assert list(outputs) == ["predictions"] and outputs["predictions"].shape == (1,)
+    pair = signatures["serving_default"](text=tf.constant(["the movie was fun"]),
+                                         text_pair=tf.constant(["the film was bad"]))
+    assert sorted(pair) == ["predictions", "score"] and pair["score"].shape == (1,)
 
 
 def test_early_stopping_restores_best_and_freezing_keeps_lower_layers(tiny_bert, sentiment_data, tmp_path):

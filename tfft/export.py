@@ -1,17 +1,21 @@
 """Exporting a fine-tuned model_dir: a SavedModel for TF Serving, or a Hugging Face folder.
 
-The SavedModel's ``serving_default`` signature takes the task's model inputs as its
-:attr:`~tfft.tasks.Task.feature_specs` declare them (int32 ``input_ids``,
-``token_type_ids`` and ``attention_mask`` of shape [batch, seq] for most tasks) and
-returns the task's serving outputs (``logits`` and ``probabilities`` for classification,
-``predictions`` for regression, ``logits`` and ``tag_ids`` for token classification,
-``start_logits`` and ``end_logits`` for question answering). The tokenizer files, the
-backbone config, ``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``.
-Loading needs only TensorFlow::
+The SavedModel's ``serving_default`` signature takes raw text where the task declares
+:attr:`~tfft.tasks.Task.text_inputs` (``text`` and ``text_pair`` strings for sentence
+tasks) and tokenizes it in the graph exactly as training did
+(:class:`~tfft.data.graph_tokenizers.GraphTokenizer`); it returns the task's
+:meth:`~tfft.tasks.Task.text_outputs` (e.g. ``label`` names and ``probabilities``).
+``tokenize`` returns the model inputs of raw text, ``serve_examples`` takes serialized
+``tf.Example``s holding the raw inputs as bytes features, and ``serve_token_ids`` takes
+the token inputs the task's :attr:`~tfft.tasks.Task.feature_specs` declare (int32
+``input_ids``, ``token_type_ids``, ``attention_mask`` [batch, seq]). Tasks without text
+inputs serve token ids under both names. The tokenizer files, the backbone config,
+``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``. Loading needs
+TensorFlow and TensorFlow Text (whose import registers the tokenizer ops)::
 
-    model = tf.saved_model.load(export_dir)
-    outputs = model.signatures["serving_default"](
-        input_ids=ids, token_type_ids=types, attention_mask=mask)
+    import tensorflow_text  # noqa: F401
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    serve(text=tf.constant(["a gripping, beautifully acted film"]))["label"]
 
 The Hugging Face export (:func:`export_hf`) writes ``config.json``,
 ``model.safetensors`` and the tokenizer files of the family's task class (e.g.
@@ -25,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
+from absl import logging
 
 from tfft import modeling
 from tfft.backbones.saving import write_hf_folder
@@ -35,27 +40,74 @@ from tfft.tasks import Task, get_task
 
 
 class ServingModule(tf.Module):
-    """A tf.Module holding the Keras model, its serving function and its assets.
+    """A tf.Module holding the Keras model, its serving functions and its assets.
 
     Args:
         model: The fine-tuned Keras model (float32).
         task: The task, which names and computes the serving outputs.
         asset_files: Files copied into the SavedModel's ``assets/``.
+        tokenizer: The in-graph tokenizer, or None to serve token ids only.
     """
 
-    def __init__(self, model, task: Task, asset_files: list[Path]):
+    def __init__(self, model, task: Task, asset_files: list[Path], tokenizer=None):
         super().__init__(name="tfft_serving")
         self.model = model
         self._task = task
         self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]
-        signature = input_signature(task.feature_specs)
-        self._names = list(signature)
-        self.serve = tf.function(self._serve, input_signature=list(signature.values()))
+        token_specs = input_signature(task.feature_specs)
+        self._token_names = list(token_specs)
+        self.serve_token_ids = tf.function(self._serve_token_ids, input_signature=list(token_specs.values()))
+        self.tokenizer = tokenizer
+        self._text_names = list(task.text_inputs) if tokenizer is not None else []
+        if self._text_names:
+            text_specs = list(task.text_inputs.values())
+            self.serve_text = tf.function(self._serve_text, input_signature=text_specs)
+            self.tokenize = tf.function(self._tokenize, input_signature=text_specs)
+            self.serve_examples = tf.function(
+                self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
 
-    def _serve(self, *inputs):
-        """Runs the model on the task's inputs; returns the task's named outputs."""
-        outputs = self.model(dict(zip(self._names, inputs, strict=True)), training=False)
-        return self._task.serving_outputs(outputs)
+    def signatures(self) -> dict:
+        """The SavedModel's signatures by name.
+
+        ``serving_default`` takes raw text where the task and tokenizer allow it, else token ids.
+        """
+        token_ids = self.serve_token_ids.get_concrete_function()
+        if not self._text_names:
+            return {"serving_default": token_ids, "serve_token_ids": token_ids}
+        return {
+            "serving_default": self.serve_text.get_concrete_function(),
+            "serve_token_ids": token_ids,
+            "tokenize": self.tokenize.get_concrete_function(),
+            "serve_examples": self.serve_examples.get_concrete_function(),
+        }
+
+    def _run_model(self, features: dict):
+        inputs = {name: features[name] for name in self._token_names}
+        return self.model(inputs, training=False)
+
+    def _serve_token_ids(self, *inputs):
+        """Runs the model on the task's token inputs; returns the task's named outputs."""
+        return self._task.serving_outputs(self._run_model(dict(zip(self._token_names, inputs, strict=True))))
+
+    def _texts(self, inputs) -> dict:
+        return dict(zip(self._text_names, inputs, strict=True))
+
+    def _serve_text(self, *inputs):
+        """Raw text in, the task's answers out."""
+        texts = self._texts(inputs)
+        features = self._task.text_features(texts, self.tokenizer)
+        return self._task.text_outputs(texts, features, self._run_model(features))
+
+    def _tokenize(self, *inputs):
+        """The model inputs training would give the same raw text."""
+        features = self._task.text_features(self._texts(inputs), self.tokenizer)
+        return {name: features[name] for name in self._token_names}
+
+    def _serve_examples(self, examples):
+        """``serving_default`` on serialized ``tf.Example``s holding its inputs as bytes features."""
+        parsed = tf.io.parse_example(
+            examples, {name: tf.io.FixedLenFeature([], tf.string) for name in self._text_names})
+        return self._serve_text(*(parsed[name] for name in self._text_names))
 
 
 #: Formats ``tfft-export --format`` accepts.
@@ -85,14 +137,25 @@ def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint
         The export directory.
     """
     model_dir, export_dir = Path(model_dir), Path(export_dir)
-    task, model, _ = _restore_for_export(model_dir, export_dir, checkpoint)
+    task, model, tokenizer = _restore_for_export(model_dir, export_dir, checkpoint)
     asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
     asset_files.append(model_dir / modeling.PARAMS_FILE)  # The task settings post-processing needs.
-    module = ServingModule(model, task, asset_files)
-    tf.saved_model.save(
-        module, str(export_dir), signatures={"serving_default": module.serve.get_concrete_function()}
-    )
+    module = ServingModule(model, task, asset_files, _graph_tokenizer(task, tokenizer, model_dir))
+    tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
     return export_dir
+
+
+def _graph_tokenizer(task: Task, tokenizer, model_dir: Path):
+    """The in-graph tokenizer for raw-text signatures, or None (token ids only) with a warning."""
+    if not task.text_inputs:
+        return None
+    from tfft.data.graph_tokenizers import GraphTokenizer  # TensorFlow Text: only for exports.
+
+    try:
+        return GraphTokenizer(tokenizer, model_dir / modeling.ASSETS_DIR)
+    except TfftError as error:
+        logging.warning("serving_default takes token ids: %s", error)
+        return None
 
 
 def export_hf(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:

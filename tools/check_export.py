@@ -1,13 +1,15 @@
-r"""Checks that an exported SavedModel reproduces a run's ``eval_results.json``.
+r"""Checks that an exported SavedModel, fed raw text, reproduces a run's ``eval_results.json``.
 
-Uses only TensorFlow, the ``tokenizers`` library and the SavedModel's own assets (no
-tfft import): tokenizes the validation TSV named in the run's ``params.yaml`` with
-``assets/tokenizer.json``, calls ``serving_default`` and recomputes the main metric
-(accuracy for classification, Pearson for regression).
+Imports only TensorFlow and TensorFlow Text (no tfft, ``tokenizers`` or ``transformers``):
+reads the validation TSV named in the export's ``assets/params.yaml``, sends its text
+columns as strings to ``serving_default`` (which tokenizes in the graph) and recomputes the
+main metric (accuracy of the returned ``label`` for classification, Pearson of ``score``
+for regression). Copy the export anywhere first: it needs nothing of the training run but
+the ``eval_results.json`` it is compared with.
 
 Example:
-    python tools/check_export.py --model_dir=runs/sst2_minilm \
-        --export_dir=runs/sst2_minilm/export/1
+    python tools/check_export.py --export_dir=runs/sst2_minilm/export/1 \
+        --eval_results=runs/sst2_minilm/eval_results.json
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_text  # noqa: F401 - registers the in-graph tokenizer ops
 import yaml
 from absl import app, flags
-from tokenizers import Tokenizer
 
-flags.DEFINE_string("model_dir", None, "The training run (params.yaml, eval_results.json).")
 flags.DEFINE_string("export_dir", None, "The SavedModel to check.")
+flags.DEFINE_string("eval_results", None, "The run's eval_results.json.")
 flags.DEFINE_integer("batch_size", 64, "Examples per serving call.")
 flags.DEFINE_float("tolerance", 1e-6, "Largest allowed difference of the metric.")
-flags.mark_flags_as_required(["model_dir", "export_dir"])
+flags.mark_flags_as_required(["export_dir", "eval_results"])
 FLAGS = flags.FLAGS
 
 
@@ -37,20 +39,14 @@ def read_rows(path: str) -> list[dict]:
         return list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
-def serve_all(export_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> dict:
-    """Runs the serving signature over all texts, batch by batch."""
+def serve_all(export_dir: Path, columns: list[list[str]]) -> dict:
+    """Runs ``serving_default`` over the text columns (``text``, ``text_pair``), batch by batch."""
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    tokenizer = Tokenizer.from_file(str(export_dir / "assets" / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length)
-    tokenizer.enable_padding()
+    names = ("text", "text_pair")[: len(columns)]
     outputs: dict[str, list] = {}
-    for start in range(0, len(texts), FLAGS.batch_size):
-        encoded = tokenizer.encode_batch(texts[start:start + FLAGS.batch_size])
-        batch = serve(
-            input_ids=tf.constant([e.ids for e in encoded], tf.int32),
-            token_type_ids=tf.constant([e.type_ids for e in encoded], tf.int32),
-            attention_mask=tf.constant([e.attention_mask for e in encoded], tf.int32),
-        )
+    for start in range(0, len(columns[0]), FLAGS.batch_size):
+        batch = serve(**{name: tf.constant(column[start:start + FLAGS.batch_size])
+                         for name, column in zip(names, columns, strict=True)})
         for name, value in batch.items():
             outputs.setdefault(name, []).append(value.numpy())
     return {name: np.concatenate(values) for name, values in outputs.items()}
@@ -59,24 +55,22 @@ def serve_all(export_dir: Path, texts: list[tuple[str, ...]], max_length: int) -
 def main(argv):
     """Recomputes the metric with the SavedModel and compares it with eval_results.json."""
     del argv
-    model_dir, export_dir = Path(FLAGS.model_dir), Path(FLAGS.export_dir)
-    task = yaml.safe_load((model_dir / "params.yaml").read_text())["task"]
+    export_dir = Path(FLAGS.export_dir)
+    task = yaml.safe_load((export_dir / "assets" / "params.yaml").read_text())["task"]
     rows = read_rows(task["validation_data"]["input_path"])
     limit = task["validation_data"]["max_examples"]
     rows = rows[:limit] if limit else rows
-    texts = [tuple(row[field] for field in task["text_fields"]) for row in rows]
-    texts = [t[0] if len(t) == 1 else t for t in texts]
-    outputs = serve_all(export_dir, texts, task["max_seq_length"])
-    expected = json.loads((model_dir / "eval_results.json").read_text())
-    if "probabilities" in outputs:
-        names = (export_dir / "assets" / "labels.txt").read_text().split("\n")[:-1]
-        labels = np.array([names.index(row[task["label_field"]].strip()) for row in rows])
-        metric, value = "accuracy", float(np.mean(outputs["probabilities"].argmax(-1) == labels))
+    outputs = serve_all(export_dir, [[row[field] for row in rows] for field in task["text_fields"]])
+    expected = json.loads(Path(FLAGS.eval_results).read_text())
+    gold = [row[task["label_field"]].strip() for row in rows]
+    if "label" in outputs:
+        predicted = [label.decode() for label in outputs["label"]]
+        metric, value = "accuracy", float(np.mean([p == g for p, g in zip(predicted, gold, strict=True)]))
     else:
-        scores = np.array([float(row[task["label_field"]]) for row in rows])
-        metric, value = "pearson", float(np.corrcoef(outputs["predictions"], scores)[0, 1])
+        metric, value = "pearson", float(np.corrcoef(outputs["score"], np.array(gold, float))[0, 1])
+    imported = {name: name in sys.modules for name in ("tfft", "tokenizers", "transformers")}
     print(json.dumps({"metric": metric, "saved_model": value, "eval_results": expected[metric],
-                      "examples": len(rows), "tfft_imported": "tfft" in sys.modules}))
+                      "examples": len(rows), "imported": imported}))
     if abs(value - expected[metric]) > FLAGS.tolerance:
         sys.exit(f"check_export: {metric} {value} differs from eval_results.json {expected[metric]}")
 

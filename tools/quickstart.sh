@@ -18,8 +18,8 @@ rm -rf "$MODEL_DIR"
   --model_dir="$MODEL_DIR" --mode=train_and_eval \
   --params_override="task.init_checkpoint=$CHECKPOINT,$DATA_OVERRIDES" "$@"
 "$PY" -m tfft.cli.export --model_dir="$MODEL_DIR" --export_dir="$MODEL_DIR/export/1"
-if [ -f "$DATA/dev.tsv" ]; then  # The SavedModel alone (TensorFlow only) gives the same accuracy.
-  "$PY" tools/check_export.py --model_dir="$MODEL_DIR" --export_dir="$MODEL_DIR/export/1"
+if [ -f "$DATA/dev.tsv" ]; then  # The SavedModel alone, fed raw text, gives the same accuracy.
+  "$PY" tools/check_export.py --export_dir="$MODEL_DIR/export/1" --eval_results="$MODEL_DIR/eval_results.json"
 fi
 "$PY" - "$MODEL_DIR" <<'PYEOF'
 import json, sys

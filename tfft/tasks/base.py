@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.backbones import Backbone
 from tfft.backbones.layers import Dropout
@@ -192,7 +193,31 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def serving_outputs(self, outputs) -> dict:
-        """Named tensors returned by the exported ``serving_default`` signature."""
+        """Named tensors the exported token-id signature (``serve_token_ids``) returns."""
+
+    @property
+    def text_inputs(self) -> dict[str, tf.TensorSpec]:
+        """Raw-text inputs of the exported ``serving_default`` (empty: it takes token ids)."""
+        return {}
+
+    def text_features(self, texts: dict, tokenizer) -> dict:
+        """Model inputs of raw ``texts`` (as :attr:`text_inputs` names them), in the graph.
+
+        Args:
+            texts: String tensors by input name.
+            tokenizer: The run's :class:`~tfft.data.graph_tokenizers.GraphTokenizer`.
+        """
+        raise NotImplementedError(f"task '{self.name}' declares no text_inputs")
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """Named answers of the raw-text ``serving_default``: :meth:`serving_outputs` and readable ones.
+
+        Args:
+            texts: The raw inputs.
+            features: What :meth:`text_features` returned.
+            outputs: The model's outputs on ``features``.
+        """
+        raise NotImplementedError(f"task '{self.name}' declares no text_inputs")
 
     def hf_head(self, model: keras.Model, backbone: Backbone) -> HfHead:
         """The head of a trained ``model`` as its Hugging Face counterpart expects it.

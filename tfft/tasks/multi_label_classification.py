@@ -20,6 +20,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.config import config_field
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
@@ -207,3 +208,13 @@ class MultiLabelClassification(SentenceTask):
     def serving_outputs(self, outputs) -> dict:
         """``logits`` and ``probabilities`` (sigmoid) [batch, num_labels]."""
         return {"logits": outputs, "probabilities": keras.ops.sigmoid(outputs)}
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """The serving outputs and ``labels``: string [batch, num_labels].
+
+        Each label's name where its probability reaches ``task.threshold``, else "".
+        """
+        served = self.serving_outputs(outputs)
+        names = tf.broadcast_to(tf.constant(self.label_names), tf.shape(outputs))
+        chosen = served["probabilities"] >= self.config.threshold
+        return {**served, "labels": tf.where(chosen, names, tf.constant(""))}

@@ -6,6 +6,8 @@ import abc
 import dataclasses
 from typing import Any
 
+import tensorflow as tf
+
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features
@@ -93,6 +95,16 @@ class SentenceTask(Task):
         labeled = all(example.label is not None for example in examples)
         labels = [example.label for example in examples] if labeled else None
         return encode_texts(tokenizer, first, second, self.config.max_seq_length, labels)
+
+    @property
+    def text_inputs(self) -> dict[str, tf.TensorSpec]:
+        """``text`` (and ``text_pair`` with two text fields): string ``[batch]``."""
+        names = ("text", "text_pair")[: len(self.config.text_fields)]
+        return {name: tf.TensorSpec([None], tf.string, name=name) for name in names}
+
+    def text_features(self, texts: dict, tokenizer) -> dict:
+        """Tokenized as in training: same truncation, pairs and special tokens."""
+        return tokenizer.encode(texts["text"], texts.get("text_pair"), self.config.max_seq_length)
 
     def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """Dropout and a dense layer on ``pooled_output``; float32 outputs."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.config import config_field
 from tfft.errors import TfftError
@@ -123,3 +124,8 @@ class SentenceClassification(SentenceTask):
     def serving_outputs(self, outputs) -> dict:
         """``logits`` and ``probabilities`` [batch, num_labels]."""
         return {"logits": outputs, "probabilities": keras.ops.softmax(outputs, axis=-1)}
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """``logits``, ``probabilities`` and the predicted ``label`` name (string [batch])."""
+        names = tf.constant(self.label_names)
+        return {**self.serving_outputs(outputs), "label": tf.gather(names, tf.argmax(outputs, axis=-1))}

@@ -65,3 +65,7 @@ class SentenceRegression(SentenceTask):
     def serving_outputs(self, outputs) -> dict:
         """``predictions`` [batch]."""
         return {"predictions": outputs}
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """The predicted ``score`` [batch] (also as ``predictions``)."""
+        return {**self.serving_outputs(outputs), "score": outputs}
