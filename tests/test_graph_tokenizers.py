@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import shared_texts
+from tiny_checkpoints import FAMILIES, make_tokenizer
 
 from tfft.data.graph_tokenizers import GraphTokenizer
 from tfft.data.graph_tokenizers.wordpiece import WordPiece
@@ -99,3 +100,19 @@ def test_encode_truncates_and_pairs_like_the_fast_tokenizer(minilm, max_length):
         theirs = hf(first, pair, truncation=True, max_length=max_length, padding=True, return_tensors="np")
         for name, value in ours.items():
             np.testing.assert_array_equal(value.numpy(), theirs[name], err_msg=name)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_encodes_pairs_like_its_fast_tokenizer(family, tmp_path):
+    """The six families' test tokenizers: templates (RoBERTa's double separator), types, padding ids."""
+    hf = make_tokenizer(family, tmp_path)
+    graph = GraphTokenizer(hf)
+    corpus = shared_texts()["STS-B"]
+    first, second = sample(corpus[0::2], 200), sample(corpus[1::2], 200)
+    for pair in (None, second):
+        for max_length in (12, 64):
+            ours = graph.encode(tf.constant(first), None if pair is None else tf.constant(pair), max_length)
+            theirs = hf(first, pair, truncation=True, max_length=max_length, padding=True,
+                        return_token_type_ids=True, return_tensors="np")
+            for name, value in ours.items():
+                np.testing.assert_array_equal(value.numpy(), theirs[name], err_msg=f"{family} {name}")

@@ -105,6 +105,27 @@ def test_fine_tuned_classifier_reloads_in_pytorch_with_the_same_logits(family, s
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(export_dir))
     np.testing.assert_array_equal(tokenizer(TEXTS, padding=True, return_tensors="np")["input_ids"],
                                   batch["input_ids"])
+    assert_raw_text_serving_matches(model_dir, tmp_path / "saved_model", batch, ours)
+
+
+def assert_raw_text_serving_matches(model_dir, export_dir, batch, logits):
+    """The SavedModel's raw-text signatures give the training tokenizer's ids and the model's logits."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - the in-graph tokenizer's ops
+
+    run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    signatures = tf.saved_model.load(str(export_dir)).signatures
+    texts = tf.constant(TEXTS)
+    tokenized = signatures["tokenize"](text=texts)
+    for name, value in batch.items():
+        np.testing.assert_array_equal(tokenized[name].numpy(), value, err_msg=name)
+    served = signatures["serving_default"](text=texts)
+    assert np.abs(served["logits"].numpy() - logits).max() <= 1e-6
+    assert served["label"].numpy().astype(str).tolist() == [str(i) for i in logits.argmax(-1)]
+    examples = [tf.train.Example(features=tf.train.Features(feature={"text": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[text.encode()]))})).SerializeToString() for text in TEXTS]
+    from_examples = signatures["serve_examples"](examples=tf.constant(examples))
+    np.testing.assert_array_equal(from_examples["logits"].numpy(), served["logits"].numpy())
 
 
 def test_sst2_example_runs_unchanged_on_roberta(roberta_sst2_run, tmp_path):

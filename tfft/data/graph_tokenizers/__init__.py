@@ -82,7 +82,8 @@ class GraphTokenizer(tf.Module):
         stripped_id = self._added_ids.lookup(tf.strings.strip(flat))  # lstrip/rstrip tokens
         added_id = tf.where(added_id >= 0, added_id, stripped_id)
         is_added = added_id >= 0
-        ids, starts, ends = self.model.tokenize(tf.where(is_added, tf.constant(""), flat))
+        at_start = piece_starts.flat_values == 0
+        ids, starts, ends = self.model.tokenize(tf.where(is_added, tf.constant(""), flat), at_start)
         start = tf.gather(piece_starts.flat_values, ids.value_rowids())
         one = tf.cast(is_added, tf.int64)
         added = [tf.RaggedTensor.from_row_lengths(tf.boolean_mask(values, is_added), one)

@@ -75,8 +75,13 @@ class WordPiece(tf.Module):
         """Whether ``spec`` is a WordPiece tokenizer."""
         return spec.get("model", {}).get("type") == "WordPiece"
 
-    def tokenize(self, texts: tf.Tensor):
+    def tokenize(self, texts: tf.Tensor, at_start: tf.Tensor | None = None):
         """Token ids and byte offsets of ``texts`` ([n] strings without added tokens).
+
+        Args:
+            texts: ``[n]`` strings.
+            at_start: Whether each text begins the string it was cut from; WordPiece
+                tokenizes every segment alike, so it is not read.
 
         Returns:
             ``(ids, starts, ends)``: int32 ids and int64 byte offsets, each ``[n, (tokens)]``.
