@@ -229,16 +229,35 @@ def test_conll_output_for_a_sentence_task_is_refused(tmp_path, tiny_bert):
                                                  r"'sentence_classification'; choose one of jsonl")
 
 
-def test_saved_model_returns_logits_and_tag_ids(ner_run, tmp_path):
+def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, tmp_path):
+    """serving_default on whitespace-separated words: the same tags as --mode=predict, long
+    sentences windowed as in training, a word the tokenizer drops still tagged."""
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - the in-graph tokenizer's ops
+
+    sentences = [list(record.fields["tokens"]) for record in read_records(ner_data[1])]
+    sentences += [["the", "woman", "plays", "guitar"] * 12, ["the", "\u200b", "man"]]  # 48 words > 32 tokens
+    data = tmp_path / "predict.jsonl"
+    data.write_text("".join(json.dumps({"tokens": words}) + "\n" for words in sentences))
+    run_train(f"--model_dir={ner_run}", "--mode=predict",
+              f"--params_override=task.predict_data.input_path={data}")
+    expected = [json.loads(line)["tags"] for line in (ner_run / "predictions.jsonl").read_text().splitlines()]
 
     export_dir = tmp_path / "export"
     run_export(f"--model_dir={ner_run}", f"--export_dir={export_dir}")
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    signatures = tf.saved_model.load(str(export_dir)).signatures
+    outputs = signatures["serving_default"](text=tf.constant([" ".join(words) for words in sentences]))
+    words = [[w.decode() for w in row if w] for row in outputs["words"].numpy().tolist()]
+    tags = [[tag.decode() for tag in row[:len(row_words)]]
+            for row, row_words in zip(outputs["tags"].numpy().tolist(), words, strict=True)]
+    assert words == sentences
+    assert tags == expected
+
     ids = tf.constant([[2, 5, 6, 7, 3]], tf.int32)
-    outputs = serve(input_ids=ids, token_type_ids=tf.zeros_like(ids), attention_mask=tf.ones_like(ids))
-    assert outputs["logits"].shape == (1, 5, len(TAGS)) and outputs["tag_ids"].dtype == tf.int32
-    np.testing.assert_array_equal(outputs["tag_ids"], np.argmax(outputs["logits"], axis=-1))
+    by_ids = signatures["serve_token_ids"](input_ids=ids, token_type_ids=tf.zeros_like(ids),
+                                          attention_mask=tf.ones_like(ids))
+    assert by_ids["logits"].shape == (1, 5, len(TAGS)) and by_ids["tag_ids"].dtype == tf.int32
+    np.testing.assert_array_equal(by_ids["tag_ids"], np.argmax(by_ids["logits"], axis=-1))
     assert (export_dir / "assets" / "labels.txt").read_text().split() == TAGS
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, flatten
+from tfft.data.graph_tokenizers.words import encode_words
 from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
 from tfft.tasks import metrics
@@ -296,6 +298,28 @@ class TokenClassification(Task):
     def serving_outputs(self, outputs) -> dict:
         """``logits`` [batch, seq, num_tags] and ``tag_ids`` [batch, seq] (int32)."""
         return {"logits": outputs, "tag_ids": keras.ops.cast(keras.ops.argmax(outputs, axis=-1), "int32")}
+
+    @property
+    def text_inputs(self) -> dict[str, tf.TensorSpec]:
+        """``text``: string ``[batch]``, the sentence's words separated by whitespace."""
+        return {"text": tf.TensorSpec([None], tf.string, name="text")}
+
+    def text_features(self, texts: dict, tokenizer) -> dict:
+        """Windows of the whitespace-separated words, cut as in training."""
+        words = tf.strings.split(texts["text"])
+        return {**encode_words(tokenizer, words, self.config.max_seq_length, self.tokenizer.unk_token_id),
+                "words": words}
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """``words`` and their ``tags`` (from each word's first sub-word).
+
+        Both string ``[batch, max_words]``, padded with "".
+        """
+        words = features["words"]
+        where = tf.stack([features["word_window"].flat_values, features["word_position"].flat_values], axis=1)
+        tag_ids = tf.argmax(tf.gather_nd(outputs, where), axis=-1)
+        tags = words.with_flat_values(tf.gather(tf.constant(self.label_names), tag_ids))
+        return {"words": words.to_tensor(default_value=""), "tags": tags.to_tensor(default_value="")}
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForTokenClassification``: a ``classifier`` on every token, no pooler."""

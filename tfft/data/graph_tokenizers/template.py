@@ -63,6 +63,15 @@ class Template:
         """How many special tokens a single sequence or a pair gets."""
         return sum(len(piece.special_ids) for piece in (self.pair if pair else self.single))
 
+    def prefix_length(self) -> int:
+        """How many special tokens come before a single sequence (e.g. 1 for ``[CLS]``)."""
+        before = []
+        for piece in self.single:
+            if piece.sequence >= 0:
+                break
+            before.append(len(piece.special_ids))
+        return sum(before)
+
     def apply(self, first: tf.RaggedTensor, second: tf.RaggedTensor | None, max_length: int):
         """Truncates ``[batch, (tokens)]`` ids to ``max_length`` with the specials; returns ids and types."""
         pair = second is not None
