@@ -11,16 +11,18 @@ normalizer in turn:
 
 * each run of per-character normalizers (``Lowercase``, ``StripAccents``, ``NFD``,
   ``NFKD``) is one lookup table of the characters it changes, computed at build time by
-  the ``tokenizers`` library itself so that the Unicode tables agree;
+  the ``tokenizers`` library itself so that the Unicode tables agree (``characters.py``);
 * ``Precompiled`` follows the Rust normalizer rather than SentencePiece's: a grapheme
   cluster shorter than 6 bytes that starts with one of the charsmap's keys becomes that
   (shortest) key's replacement, anything else is replaced character by character;
-* ``Replace`` finds its matches with ``regex_split_with_offsets`` (RE2).
+* ``Replace`` finds its matches with RE2 (``regex_replace`` marks them, ``split`` cuts there).
 
 ``WhitespaceSplit`` and ``Metaspace`` then cut the characters into words, and the Unigram
 model runs Viterbi on each word in float64 with the Rust model's tie-breaking (the
 longest last piece wins) and its fusing of consecutive unknown pieces, so that near-ties
 come out as they do there (SentencePiece's own float32 Viterbi sometimes differs).
+
+Only core TensorFlow ops are used: serving needs no ``tensorflow_text``.
 """
 
 from __future__ import annotations
@@ -33,17 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 
+from tfft.data.graph_tokenizers.characters import CharacterTable, lookup_table
 from tfft.errors import TfftError
 
 # Rust's char::is_whitespace (Unicode White_Space), what WhitespaceSplit splits on.
 _WHITESPACE = r"[\t-\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]"
 # Normalizers that map each character on its own, whatever its neighbours.
 _PER_CHARACTER = ("Lowercase", "StripAccents", "NFD", "NFKD")
-# Code points the per-character normalizers may change: planes 0-2 and 14 (planes 3, 15 and
-# 16 hold only CJK ideographs and private use characters, which none of them touch).
-_CODE_POINTS = (range(1, 0xD800), range(0xE000, 0x30000), range(0xE0000, 0xE1000))
 # Rust's Precompiled looks whole grapheme clusters up in the charsmap below this length.
 _GRAPHEME_BYTES = 6
 # Grapheme_Cluster_Break classes that decide clusters shorter than _GRAPHEME_BYTES (the
@@ -51,6 +50,9 @@ _GRAPHEME_BYTES = 6
 _OTHER, _JOINS_PREVIOUS, _PREPEND, _CONTROL, _CR, _LF = range(6)
 _CLASSES = {"Extend": _JOINS_PREVIOUS, "ZWJ": _JOINS_PREVIOUS, "SpacingMark": _JOINS_PREVIOUS,
             "Prepend": _PREPEND, "Control": _CONTROL, "CR": _CR, "LF": _LF}
+# Surrounds each Replace match: a byte that valid UTF-8 never holds, then the match (\0).
+_MARK = b"\xff"
+_MARKED = _MARK + rb"\0" + _MARK
 _K_UNK_PENALTY = 10.0  # The Rust Unigram's unknown score is the lowest score minus this.
 _HINT = "export the token-id signature only (serve_token_ids)"
 
@@ -217,7 +219,7 @@ def _normalizer(group: list[dict]):
     """One in-graph normalizer step: a function from :class:`_Chars` to :class:`_Chars`."""
     kind = group[0]["type"]
     if kind in _PER_CHARACTER:
-        return _CharacterTable(tuple(step["type"] for step in group))
+        return _PerCharacter(group)
     if kind == "Precompiled":
         return _Precompiled(group[0].get("precompiled_charsmap") or "")
     if kind == "Replace":
@@ -226,43 +228,15 @@ def _normalizer(group: list[dict]):
                     f"Replace, NFD, NFKD, StripAccents and Lowercase); {_HINT}")
 
 
-def _lookup_table(keys: list[str]) -> tf.lookup.StaticHashTable:
-    """A table from each of ``keys`` (distinct strings) to its index; -1 for other strings."""
-    return tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(keys or [b"\xff"], tf.string),  # Never UTF-8.
-                                            tf.range(max(len(keys), 1), dtype=tf.int32)),
-        default_value=-1)
+class _PerCharacter(tf.Module):
+    """A run of per-character normalizers: each character respelled from one table."""
 
-
-class _CharacterTable(tf.Module):
-    """A run of per-character normalizers as one table of the characters they change."""
-
-    def __init__(self, kinds: tuple[str, ...]):
+    def __init__(self, steps: list[dict]):
         super().__init__()
-        keys, values = _character_changes(kinds)
-        self._table = _lookup_table(keys)
-        self._values = tf.constant(values or [""], tf.string)
+        self._table = CharacterTable(steps)
 
     def __call__(self, text: _Chars) -> _Chars:
-        values = text.chars.values
-        index = self._table.lookup(values)
-        return text.respell(tf.where(index >= 0, tf.gather(self._values, tf.maximum(index, 0)), values))[0]
-
-
-@functools.lru_cache(maxsize=8)
-def _character_changes(kinds: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Each character the normalizers ``kinds`` change, and what they make of it.
-
-    The ``tokenizers`` library normalizes all code points at once, joined by NUL (which
-    they all keep, and which stops NFD reordering combining marks across characters).
-    """
-    from tokenizers import normalizers
-
-    normalizer = normalizers.Sequence([getattr(normalizers, kind)() for kind in kinds])
-    characters = [chr(code) for codes in _CODE_POINTS for code in codes]
-    changed = normalizer.normalize_str("\x00".join(characters)).split("\x00")
-    pairs = [(old, new) for old, new in zip(characters, changed, strict=True) if new != old]
-    return [old for old, _ in pairs], [new for _, new in pairs]
+        return text.respell(self._table(text.chars.values))[0]
 
 
 class _Precompiled(tf.Module):
@@ -277,7 +251,7 @@ class _Precompiled(tf.Module):
     def __init__(self, charsmap: str):
         super().__init__()
         rules = _charsmap_rules(base64.b64decode(charsmap))
-        self._rules = _lookup_table(list(rules))
+        self._rules = lookup_table(list(rules))
         self._replacements = tf.constant(list(rules.values()) or [""], tf.string)
         classes = _grapheme_classes()
         self._classes = tf.lookup.StaticHashTable(
@@ -405,16 +379,10 @@ class _Replace(tf.Module):
         self._content = content
 
     def __call__(self, text: _Chars) -> _Chars:
-        lengths = tf.cast(tf.strings.length(text.chars.values), tf.int64)
-        positions = tf.cumsum(lengths, exclusive=True)
-        pieces, begins, ends = tf_text.regex_split_with_offsets(
-            tf.strings.reduce_join(text.chars, axis=1), self._pattern, self._pattern)
-        is_match = tf.strings.regex_full_match(pieces.values, self._pattern)
-        row_positions = tf.gather(tf.concat([positions, tf.reduce_sum(lengths)[None]], axis=0),
-                                  text.chars.row_splits)
-        base = tf.gather(row_positions, pieces.value_rowids())
-        first = tf.searchsorted(positions, tf.boolean_mask(begins.values + base, is_match), out_type=tf.int64)
-        after = tf.searchsorted(positions, tf.boolean_mask(ends.values + base, is_match), out_type=tf.int64)
+        positions = tf.cumsum(tf.cast(tf.strings.length(text.chars.values), tf.int64), exclusive=True)
+        match_begins, match_ends = self._matches(tf.strings.reduce_join(text.chars, axis=1))
+        first = tf.searchsorted(positions, match_begins, out_type=tf.int64)  # Matches' first characters.
+        after = tf.searchsorted(positions, match_ends, out_type=tf.int64)  # The characters after them.
         size = tf.shape(text.starts, tf.int64)
         inside = tf.cumsum(tf.scatter_nd(first[:, None], tf.ones_like(first), size)
                            - tf.scatter_nd(after[:, None], tf.ones_like(after), size + 1)[:-1]) > 0
@@ -423,6 +391,20 @@ class _Replace(tf.Module):
         starts, ends = (tf.tensor_scatter_nd_update(values, first[:, None], tf.gather(values, after - 1))
                         for values in (text.starts, text.ends))
         return _Chars(text.chars, starts, ends).respell(replaced)[0]
+
+    def _matches(self, texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Byte offsets, into all ``texts`` joined, where each match begins and where it ends.
+
+        Each match (never empty) is surrounded by a byte that valid UTF-8 never holds, and
+        the texts are cut there: each text's pieces are then the text before its first
+        match (maybe empty), that match, the text up to the next match, and so on.
+        """
+        pieces = tf.strings.split(tf.strings.regex_replace(texts, self._pattern, _MARKED), sep=_MARK)
+        lengths = tf.cast(tf.strings.length(pieces.values), tf.int64)
+        begins = tf.cumsum(lengths, exclusive=True)
+        index = tf.range(tf.size(lengths, out_type=tf.int64))
+        is_match = (index - tf.gather(pieces.row_splits, pieces.value_rowids())) % 2 == 1
+        return tf.boolean_mask(begins, is_match), tf.boolean_mask(begins + lengths, is_match)
 
 
 def _matches_empty(regex: str) -> bool:
