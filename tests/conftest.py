@@ -428,7 +428,7 @@ def int32_inputs(batch) -> dict:
 
 
 def check_export(model_dir, export_dir) -> dict:
-    """Runs tools/check_export.py (TensorFlow and TensorFlow Text only) on a copy of the export.
+    """Runs tools/check_export.py (TensorFlow only) on a copy of the export.
 
     The original export and the run's assets are renamed away meanwhile, so that a path
     baked into the SavedModel fails the check. Returns the tool's report.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +24,10 @@ EDGE_CASES = [
     "北京欢迎你 hello 東京", "a\x00b\u200bc\u00a0d\te\nf\rg\x0bh\x85i", "emoji 😀👍🏽 ok", "Привет, мир!",
     "مرحبا بالعالم", "\u0301alone \u0301 e\u0301", "ﬁ ligature ½ Ⅻ ㎏", "$5 <tag> a^b | ~x~ `q`",
     "x" * 150, "é" * 101, "don't stop--ever...", "[CLS] literal [SEP] tokens [MASK]", "\ufffdreplacement",
+    # Greek varia is punctuation once normalized; Hangul syllables lose no accent but become
+    # jamo; private use characters go; U+2E45 is punctuation newer than the tokenizers' tables.
+    "a\u1fefb", "한국어 x", "\U000f0000x y\ue000z", "a\u2e45b", "中\u0301文 \uf900x",
+    "x\u00e9t\u0301b c\u0301\u0301d",
 ]
 
 
@@ -57,13 +64,81 @@ def test_minilm_wordpiece_ids_match_on_every_shared_text(minilm_tokenizers):
     assert_same_ids(*minilm_tokenizers, per_corpus=0)
 
 
+def byte_offsets(text: str, offsets: list) -> list[tuple[int, int]]:
+    """Character offsets into ``text`` as UTF-8 byte offsets."""
+    positions = np.cumsum([0, *(len(char.encode()) for char in text)]).tolist()
+    return [(positions[start], positions[end]) for start, end in offsets]
+
+
 def test_offsets_point_into_the_original_text(minilm_tokenizers):
+    """Byte offsets as the fast tokenizer's character offsets, also where normalization changes lengths."""
     graph, hf = minilm_tokenizers
-    texts = [text for text in sample(shared_texts()["SQuAD"], 300) if text.isascii()]
+    texts = sample(shared_texts()["SQuAD"], 300) + EDGE_CASES
     _, starts, ends = graph.tokenize(tf.constant(texts))
     theirs = hf(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     ours = [list(zip(s, e, strict=True)) for s, e in zip(starts.to_list(), ends.to_list(), strict=True)]
-    assert ours == [[tuple(pair) for pair in row] for row in theirs]
+    assert ours == [byte_offsets(text, row) for text, row in zip(texts, theirs, strict=True)]
+
+
+@pytest.mark.parametrize("clean_text, handle_chinese_chars, strip_accents, lowercase", [
+    (False, False, False, False), (True, True, True, False), (False, True, None, True),
+    (True, False, False, True),
+])
+def test_other_bert_normalizer_settings(minilm, clean_text, handle_chinese_chars, strip_accents, lowercase):
+    """Each BertNormalizer switch on its own: ids and offsets as the tokenizers library gives them."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(load_tokenizer(minilm).backend_tokenizer.to_str())
+    spec["normalizer"].update(clean_text=clean_text, handle_chinese_chars=handle_chinese_chars,
+                              strip_accents=strip_accents, lowercase=lowercase)
+    spec.update(added_tokens=[], padding=None, truncation=None)
+    reference = Tokenizer.from_str(json.dumps(spec))
+    texts = [text for corpus in shared_texts().values() for text in sample(corpus, 100, seed=3)] + EDGE_CASES
+    ids, starts, ends = (tensor.to_list() for tensor in WordPiece(spec).tokenize(tf.constant(texts)))
+    theirs = reference.encode_batch(texts, add_special_tokens=False)
+    assert ids == [encoding.ids for encoding in theirs]
+    assert [list(zip(s, e, strict=True)) for s, e in zip(starts, ends, strict=True)] == [
+        byte_offsets(text, encoding.offsets) for text, encoding in zip(texts, theirs, strict=True)]
+
+
+#: Loads a SavedModel with TensorFlow alone, lists the op types its graphs use that
+#: TensorFlow does not register, and tokenizes the JSON texts on stdin.
+_LOAD_WITH_TENSORFLOW_ONLY = """
+import json, sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+saved_model = saved_model_pb2.SavedModel.FromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
+unregistered = set()
+for graph in (meta_graph.graph_def for meta_graph in saved_model.meta_graphs):
+    functions = {function.signature.name for function in graph.library.function}
+    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
+    unregistered |= {node.op for node in nodes
+                     if node.op not in functions and op_def_registry.get(node.op) is None}
+outputs = tf.saved_model.load(sys.argv[1]).tokenize(tf.constant(json.loads(sys.stdin.read())))
+assert not {"tfft", "tokenizers", "transformers", "tensorflow_text"} & set(sys.modules)
+print(json.dumps([sorted(unregistered), [values.to_list() for values in outputs]]))
+"""
+
+
+def test_saved_model_needs_only_core_tensorflow_ops_after_a_move(minilm_tokenizers, tmp_path):
+    """TF Serving and saved_model_cli register no TensorFlow Text ops: the graph must use none."""
+    graph, hf = minilm_tokenizers
+    module = tf.Module()
+    module.tokenizer = graph
+    module.tokenize = tf.function(graph.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+    tf.saved_model.save(module, str(tmp_path / "exported"))
+    shutil.move(tmp_path / "exported", tmp_path / "moved")
+    texts = EDGE_CASES + ["the [CLS]cat[SEP] sat", "[MASK][MASK] x\x00[SEP]"]
+    process = subprocess.run([sys.executable, "-c", _LOAD_WITH_TENSORFLOW_ONLY, str(tmp_path / "moved")],
+                             input=json.dumps(texts), capture_output=True, text=True, cwd=tmp_path,
+                             timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    unregistered, outputs = json.loads(process.stdout.splitlines()[-1])
+    assert unregistered == []
+    assert outputs == [tensor.to_list() for tensor in graph.tokenize(tf.constant(texts))]
+    assert outputs[0] == hf(texts, add_special_tokens=False)["input_ids"]
 
 
 def test_cased_wordpiece_trained_on_shared_data(tmp_path):

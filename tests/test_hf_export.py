@@ -111,7 +111,6 @@ def test_fine_tuned_classifier_reloads_in_pytorch_with_the_same_logits(family, s
 def assert_raw_text_serving_matches(model_dir, export_dir, batch, logits):
     """The SavedModel's raw-text signatures give the training tokenizer's ids and the model's logits."""
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401 - the in-graph tokenizer's ops
 
     run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
     signatures = tf.saved_model.load(str(export_dir)).signatures

@@ -139,7 +139,6 @@ def test_training_learns_every_label_and_predicts_label_lists(multi_label_run):
 
 def test_exports_as_a_multi_label_classifier_in_both_formats(multi_label_run):
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401 - the raw-text signature's tokenizer ops
     import torch
     import transformers
 

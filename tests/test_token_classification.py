@@ -233,7 +233,6 @@ def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, tmp_p
     """serving_default on whitespace-separated words: the same tags as --mode=predict, long
     sentences windowed as in training, a word the tokenizer drops still tagged."""
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401 - the in-graph tokenizer's ops
 
     sentences = [list(record.fields["tokens"]) for record in read_records(ner_data[1])]
     sentences += [["the", "woman", "plays", "guitar"] * 12, ["the", "\u200b", "man"]]  # 48 words > 32 tokens

@@ -11,9 +11,9 @@ the token inputs the task's :attr:`~tfft.tasks.Task.feature_specs` declare (int3
 ``input_ids``, ``token_type_ids``, ``attention_mask`` [batch, seq]). Tasks without text
 inputs serve token ids under both names. The tokenizer files, the backbone config,
 ``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``. Loading needs
-TensorFlow and TensorFlow Text (whose import registers the tokenizer ops)::
+TensorFlow alone (the tokenizers use core TensorFlow ops, which TF Serving and
+``saved_model_cli`` run too)::
 
-    import tensorflow_text  # noqa: F401
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     serve(text=tf.constant(["a gripping, beautifully acted film"]))["label"]
 
@@ -33,6 +33,7 @@ from absl import logging
 
 from tfft import modeling
 from tfft.backbones.saving import write_hf_folder
+from tfft.data.graph_tokenizers import GraphTokenizer
 from tfft.data.pipeline import input_signature
 from tfft.data.tokenization import save_tokenizer
 from tfft.errors import TfftError
@@ -149,8 +150,6 @@ def _graph_tokenizer(task: Task, tokenizer, model_dir: Path):
     """The in-graph tokenizer for raw-text signatures, or None (token ids only) with a warning."""
     if not task.text_inputs:
         return None
-    from tfft.data.graph_tokenizers import GraphTokenizer  # TensorFlow Text: only for exports.
-
     try:
         return GraphTokenizer(tokenizer, model_dir / modeling.ASSETS_DIR)
     except TfftError as error:

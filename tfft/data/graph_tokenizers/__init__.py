@@ -2,10 +2,11 @@
 
 A :class:`GraphTokenizer` turns raw strings into the model inputs the Hugging Face fast
 tokenizer gives for the same text (same ids, truncation, pairs and token types), with
-TensorFlow and TensorFlow Text ops only, so that a SavedModel can take raw text. One
-module per subword model (``wordpiece``, ``byte_level_bpe``, ``unigram``) handles the
-normalizer, pre-tokenizer and model; this module splits out added tokens (``[CLS]``,
-``<s>``, ``task.add_special_tokens``) and applies the post-processor's template.
+core TensorFlow ops only, so that a SavedModel can take raw text wherever TensorFlow
+runs (TF Serving and ``saved_model_cli`` register no TensorFlow Text ops). One module per
+subword model (``wordpiece``, ``byte_level_bpe``, ``unigram``) handles the normalizer,
+pre-tokenizer and model; this module splits out added tokens (``[CLS]``, ``<s>``,
+``task.add_special_tokens``) and applies the post-processor's template.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import json
 from pathlib import Path
 
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 from tfft.data.graph_tokenizers.template import Template
 from tfft.errors import TfftError
 
 #: Subword model modules and their classes, asked in order which handles a tokenizer.json.
 _FAMILIES = (("wordpiece", "WordPiece"), ("byte_level_bpe", "ByteLevelBpe"), ("unigram", "Unigram"))
+# Marks both ends of each added token: a byte that valid UTF-8 never holds.
+_MARK = b"\xff"
 
 
 def subword_model(spec: dict, folder: Path | None = None) -> tf.Module:
@@ -73,11 +75,16 @@ class GraphTokenizer(tf.Module):
         """
         if not self._split_pattern:
             return self.model.tokenize(texts)
-        # TF Text's split ops stop reading at a NUL byte: split a copy where it is U+0001.
-        pieces, piece_starts, piece_ends = tf_text.regex_split_with_offsets(
-            tf.strings.regex_replace(texts, r"\x00", "\x01"), self._split_pattern, self._split_pattern)
-        flat = tf.strings.substr(tf.gather(texts, pieces.value_rowids()), piece_starts.flat_values,
-                                 piece_ends.flat_values - piece_starts.flat_values)
+        # Marking both ends of each added token, then splitting there, cuts each text into
+        # pieces that tile it: text, added token, text, ... (empty text between adjacent ones).
+        marked = tf.strings.regex_replace(texts, self._split_pattern, _MARK + rb"\0" + _MARK)
+        pieces = tf.strings.split(marked, sep=_MARK)
+        flat = pieces.flat_values
+        lengths = tf.cast(tf.strings.length(flat), tf.int64)
+        before = tf.cumsum(lengths, exclusive=True)  # Every text has a piece, maybe empty.
+        starts_flat = before - tf.gather(before, tf.gather(pieces.row_splits, pieces.value_rowids()))
+        piece_starts = pieces.with_flat_values(starts_flat)
+        piece_ends = pieces.with_flat_values(starts_flat + lengths)
         added_id = self._added_ids.lookup(flat)
         stripped_id = self._added_ids.lookup(tf.strings.strip(flat))  # lstrip/rstrip tokens
         added_id = tf.where(added_id >= 0, added_id, stripped_id)
