@@ -11,8 +11,7 @@ the token inputs the task's :attr:`~tfft.tasks.Task.feature_specs` declare (int3
 ``input_ids``, ``token_type_ids``, ``attention_mask`` [batch, seq]). Tasks without text
 inputs serve token ids under both names. The tokenizer files, the backbone config,
 ``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``. Loading needs
-TensorFlow alone (the tokenizers use core TensorFlow ops, which TF Serving and
-``saved_model_cli`` run too)::
+TensorFlow alone (the tokenizers use only ops TensorFlow itself registers)::
 
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     serve(text=tf.constant(["a gripping, beautifully acted film"]))["label"]
