@@ -427,6 +427,47 @@ def int32_inputs(batch) -> dict:
     return {name: np.asarray(value).astype(np.int32) for name, value in batch.items()}
 
 
+#: Loads a SavedModel with TensorFlow alone, lists the op types its graphs use that TensorFlow
+#: does not register, and tokenizes the JSON texts on stdin with its ``tokenize`` function.
+_LOAD_WITH_TENSORFLOW_ONLY = """
+import json, sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+saved_model = saved_model_pb2.SavedModel.FromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
+unregistered = set()
+for graph in (meta_graph.graph_def for meta_graph in saved_model.meta_graphs):
+    functions = {function.signature.name for function in graph.library.function}
+    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
+    unregistered |= {node.op for node in nodes
+                     if node.op not in functions and op_def_registry.get(node.op) is None}
+outputs = tf.saved_model.load(sys.argv[1]).tokenize(tf.constant(json.loads(sys.stdin.read())))
+assert not {"tfft", "tokenizers", "transformers", "tensorflow_text"} & set(sys.modules)
+print(json.dumps([sorted(unregistered), [values.to_list() for values in outputs]]))
+"""
+
+
+def tokenize_with_tensorflow_only(tokenizer, texts: list[str], folder: Path) -> tuple[list, list]:
+    """Saves ``tokenizer`` (a tf.Module with ``tokenize``), moves the SavedModel, and runs it in a
+    fresh process that imports only TensorFlow.
+
+    Returns:
+        The op types of its graphs TensorFlow does not register, and ``tokenize``'s outputs as lists.
+    """
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.tokenizer = tokenizer
+    module.tokenize = tf.function(tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+    tf.saved_model.save(module, str(folder / "exported"))
+    shutil.move(folder / "exported", folder / "moved")
+    process = subprocess.run([sys.executable, "-c", _LOAD_WITH_TENSORFLOW_ONLY, str(folder / "moved")],
+                             input=json.dumps(texts), capture_output=True, text=True, cwd=folder, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return tuple(json.loads(process.stdout.splitlines()[-1]))
+
+
 def check_export(model_dir, export_dir) -> dict:
     """Runs tools/check_export.py (TensorFlow only) on a copy of the export.
 

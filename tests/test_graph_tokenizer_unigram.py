@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
-from conftest import shared_texts
+from conftest import shared_texts, tokenize_with_tensorflow_only
 from tiny_checkpoints import make_tokenizer
 
 from tfft.data.graph_tokenizers.unigram import Unigram
@@ -138,42 +135,12 @@ def test_other_metaspace_settings(trained, texts, scheme, whitespace_split, spli
     assert count_mismatches(Tokenizer.from_str(json.dumps(spec)), texts[::10]) == (0, 0)
 
 
-#: Loads a SavedModel with TensorFlow alone, after checking that TensorFlow registers every
-#: op type its graphs use, and tokenizes the JSON texts of argv[2].
-_LOAD_WITH_TENSORFLOW_ONLY = """
-import json, sys
-import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow.python.framework import op_def_registry
-
-saved_model = saved_model_pb2.SavedModel.FromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
-unregistered = set()
-for graph in (meta_graph.graph_def for meta_graph in saved_model.meta_graphs):
-    functions = {function.signature.name for function in graph.library.function}
-    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
-    unregistered |= {node.op for node in nodes
-                     if node.op not in functions and op_def_registry.get(node.op) is None}
-assert not unregistered, f"ops TensorFlow does not register: {sorted(unregistered)}"
-loaded = tf.saved_model.load(sys.argv[1])
-outputs = loaded.tokenize(tf.constant(json.loads(sys.argv[2])))
-assert not {"tfft", "tokenizers", "tensorflow_text"} & set(sys.modules)
-print(json.dumps([values.to_list() for values in outputs]))
-"""
-
-
 def test_saved_model_needs_only_core_tensorflow_ops_after_a_move(trained, tmp_path):
-    module = tf.Module()
-    module.tokenizer = Unigram(json.loads(trained["albert nmt_nfkc_cf hub"].to_str()))
-    module.tokenize = tf.function(module.tokenizer.tokenize,
-                                  input_signature=[tf.TensorSpec([None], tf.string)])
-    tf.saved_model.save(module, str(tmp_path / "exported"))
-    shutil.move(tmp_path / "exported", tmp_path / "moved")
+    tokenizer = Unigram(json.loads(trained["albert nmt_nfkc_cf hub"].to_str()))
     sample = EDGE_CASES + ["The film's ``charm'' is ÉNORME ... really.", "two  spaces   three    four"]
-    process = subprocess.run(
-        [sys.executable, "-c", _LOAD_WITH_TENSORFLOW_ONLY, str(tmp_path / "moved"), json.dumps(sample)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert process.returncode == 0, process.stderr[-3000:]
-    assert json.loads(process.stdout.splitlines()[-1]) == list(tokenize(module.tokenizer, sample))
+    unregistered, outputs = tokenize_with_tensorflow_only(tokenizer, sample, tmp_path)
+    assert not unregistered, f"ops TensorFlow does not register: {unregistered}"
+    assert outputs == list(tokenize(tokenizer, sample))
 
 
 def test_runs_eagerly_too(trained):

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import shared_texts
+from conftest import shared_texts, tokenize_with_tensorflow_only
 from tiny_checkpoints import FAMILIES, make_tokenizer
 
 from tfft.data.graph_tokenizers import GraphTokenizer
@@ -101,41 +98,11 @@ def test_other_bert_normalizer_settings(minilm, clean_text, handle_chinese_chars
         byte_offsets(text, encoding.offsets) for text, encoding in zip(texts, theirs, strict=True)]
 
 
-#: Loads a SavedModel with TensorFlow alone, lists the op types its graphs use that
-#: TensorFlow does not register, and tokenizes the JSON texts on stdin.
-_LOAD_WITH_TENSORFLOW_ONLY = """
-import json, sys
-import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow.python.framework import op_def_registry
-
-saved_model = saved_model_pb2.SavedModel.FromString(open(sys.argv[1] + "/saved_model.pb", "rb").read())
-unregistered = set()
-for graph in (meta_graph.graph_def for meta_graph in saved_model.meta_graphs):
-    functions = {function.signature.name for function in graph.library.function}
-    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
-    unregistered |= {node.op for node in nodes
-                     if node.op not in functions and op_def_registry.get(node.op) is None}
-outputs = tf.saved_model.load(sys.argv[1]).tokenize(tf.constant(json.loads(sys.stdin.read())))
-assert not {"tfft", "tokenizers", "transformers", "tensorflow_text"} & set(sys.modules)
-print(json.dumps([sorted(unregistered), [values.to_list() for values in outputs]]))
-"""
-
-
 def test_saved_model_needs_only_core_tensorflow_ops_after_a_move(minilm_tokenizers, tmp_path):
     """TF Serving and saved_model_cli register no TensorFlow Text ops: the graph must use none."""
     graph, hf = minilm_tokenizers
-    module = tf.Module()
-    module.tokenizer = graph
-    module.tokenize = tf.function(graph.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
-    tf.saved_model.save(module, str(tmp_path / "exported"))
-    shutil.move(tmp_path / "exported", tmp_path / "moved")
     texts = EDGE_CASES + ["the [CLS]cat[SEP] sat", "[MASK][MASK] x\x00[SEP]"]
-    process = subprocess.run([sys.executable, "-c", _LOAD_WITH_TENSORFLOW_ONLY, str(tmp_path / "moved")],
-                             input=json.dumps(texts), capture_output=True, text=True, cwd=tmp_path,
-                             timeout=300)
-    assert process.returncode == 0, process.stderr[-3000:]
-    unregistered, outputs = json.loads(process.stdout.splitlines()[-1])
+    unregistered, outputs = tokenize_with_tensorflow_only(graph, texts, tmp_path)
     assert unregistered == []
     assert outputs == [tensor.to_list() for tensor in graph.tokenize(tf.constant(texts))]
     assert outputs[0] == hf(texts, add_special_tokens=False)["input_ids"]
