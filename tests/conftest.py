@@ -84,6 +84,14 @@ def minilm() -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_tokenizer(minilm):
+    """all-MiniLM-L6-v2's fast tokenizer."""
+    from tfft.data.tokenization import load_tokenizer
+
+    return load_tokenizer(minilm)
+
+
+@pytest.fixture(scope="session")
 def sst2_dir() -> Path:
     """GLUE SST-2 from the shared data folder."""
     folder = SHARED_DATA / "glue" / "SST-2"
@@ -468,11 +476,16 @@ def tokenize_with_tensorflow_only(tokenizer, texts: list[str], folder: Path) -> 
     return tuple(json.loads(process.stdout.splitlines()[-1]))
 
 
-def check_export(model_dir, export_dir) -> dict:
+def check_export(model_dir, export_dir, *flags: str, check: bool = True):
     """Runs tools/check_export.py (TensorFlow only) on a copy of the export.
 
     The original export and the run's assets are renamed away meanwhile, so that a path
-    baked into the SavedModel fails the check. Returns the tool's report.
+    baked into the SavedModel fails the check. ``flags`` are more ``--name=value`` flags of
+    the tool (e.g. ``--input_path``, ``--tolerance``).
+
+    Returns:
+        The tool's report (a dict); with ``check=False`` the finished process instead, whatever
+        its exit status.
     """
     copy = export_dir.parent / f"{export_dir.name}_copy"
     shutil.copytree(export_dir, copy)
@@ -482,13 +495,15 @@ def check_export(model_dir, export_dir) -> dict:
     try:
         process = subprocess.run(
             [sys.executable, str(REPO / "tools" / "check_export.py"), f"--export_dir={copy}",
-             f"--eval_results={model_dir / 'eval_results.json'}"],
+             f"--eval_results={model_dir / 'eval_results.json'}", *flags],
             capture_output=True, text=True, cwd=export_dir.parent, env={**os.environ, "PYTHONPATH": ""},
         )
     finally:
         for path, away in hidden:
             away.rename(path)
     shutil.rmtree(copy)
+    if not check:
+        return process
     assert process.returncode == 0, process.stderr[-3000:]
     return json.loads(process.stdout.strip().splitlines()[-1])
 

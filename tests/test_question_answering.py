@@ -70,13 +70,6 @@ def tokenizer(tiny_bert):
     return load_tokenizer(tiny_bert)
 
 
-@pytest.fixture(scope="module")
-def minilm_tokenizer(minilm):
-    from tfft.data.tokenization import load_tokenizer
-
-    return load_tokenizer(minilm)
-
-
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -394,7 +387,7 @@ def test_saved_model_returns_start_and_end_logits(qa_run, qa_export):
 
     export_dir = qa_export
     ours, batch = tfft_outputs(qa_run, [QUESTION, "where ?"], ["the cat is on the film", "in the movie"])
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    serve = tf.saved_model.load(str(export_dir)).signatures["serve_token_ids"]
     outputs = serve(**{name: tf.constant(value) for name, value in batch.items()})
     assert set(outputs) == {"start_logits", "end_logits"}
     np.testing.assert_allclose(outputs["start_logits"], ours[..., 0], atol=1e-5)
@@ -403,32 +396,29 @@ def test_saved_model_returns_start_and_end_logits(qa_run, qa_export):
     assert padding.any() and np.all(outputs["start_logits"].numpy()[padding] == -10000.0)
 
 
-def test_answers_from_the_saved_model_reproduce_eval_results(qa_run, qa_export):
-    """The README's serving recipe: tfft windows and post-processing around the SavedModel."""
+def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_data, qa_export):
+    """Questions and contexts as strings in, answers out: windows and post-processing in the graph."""
     import tensorflow as tf
 
-    from tfft.config import build_config
-    from tfft.data.pipeline import inference_dataset, restore_order
-    from tfft.data.tokenization import load_tokenizer
-    from tfft.tasks import get_task
+    from tfft.tasks.squad_metrics import squad_scores
 
-    export_dir = qa_export
-    assets = export_dir / "assets"
-    config = build_config([str(assets / "params.yaml")])
-    qa = get_task(config.task)
-    examples = qa.read_examples(config.task.validation_data)
-    features = qa.encode(examples, load_tokenizer(assets))
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    dataset, order, count = inference_dataset(features, qa.feature_specs, 16,
-                                              static_length=config.task.max_seq_length)
-    outputs = np.concatenate([
-        np.stack([(result := serve(**batch))["start_logits"], result["end_logits"]], axis=-1)
-        for batch in dataset
-    ])
-    metrics = qa.evaluate(restore_order(outputs, order, count), features)
+    serve = tf.saved_model.load(str(qa_export)).signatures["serving_default"]
+    records = [record.fields for record in read_records(qa_data[1])]
+    outputs = serve(question=tf.constant([r["question"] for r in records]),
+                    context=tf.constant([r["context"] for r in records]))
+    assert set(outputs) == {"answer", "answer_start", "answer_end", "score"}
+    answers = [answer.decode() for answer in outputs["answer"].numpy()]
+    for record, answer, start, end in zip(records, answers, outputs["answer_start"].numpy(),
+                                          outputs["answer_end"].numpy(), strict=True):
+        assert answer and record["context"][start:end] == answer
+    scores = squad_scores({r["id"]: a for r, a in zip(records, answers, strict=True)},
+                          {r["id"]: [a["text"] for a in r["answers"]] for r in records})
     expected = json.loads((qa_run / "eval_results.json").read_text())
-    assert metrics["exact_match"] == pytest.approx(expected["exact_match"], abs=1e-9)
-    assert metrics["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+    assert scores["exact_match"] == pytest.approx(expected["exact_match"], abs=1e-9)
+    assert scores["f1"] == pytest.approx(expected["f1"], abs=1e-9)
+    run_train(f"--model_dir={qa_run}", "--mode=predict")
+    predictions = json.loads((qa_run / "predictions.json").read_text())
+    assert answers == [predictions[r["id"]] for r in records]
 
 
 def test_hf_export_is_a_question_answering_model_with_the_same_logits(qa_run, tmp_path):

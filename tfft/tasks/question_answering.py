@@ -29,13 +29,14 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec
 from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
-from tfft.tasks import metrics
+from tfft.tasks import metrics, question_answering_graph
 from tfft.tasks.base import HfHead, Task, dense_head, register_task
 from tfft.tasks.squad_metrics import squad_scores
 
@@ -422,6 +423,27 @@ class QuestionAnswering(Task):
     def serving_outputs(self, outputs) -> dict:
         """``start_logits`` and ``end_logits`` [batch, seq] (padding: :data:`PADDING_LOGIT`)."""
         return {"start_logits": outputs[..., 0], "end_logits": outputs[..., 1]}
+
+    @property
+    def text_inputs(self) -> dict[str, tf.TensorSpec]:
+        """``question`` and ``context``: string ``[batch]``."""
+        return {name: tf.TensorSpec([None], tf.string, name=name) for name in ("question", "context")}
+
+    def text_features(self, texts: dict, tokenizer) -> dict:
+        """The windows training cuts (same question cut, ``doc_stride`` and layout)."""
+        return question_answering_graph.windows(
+            tokenizer, texts["question"], texts["context"], self.config.max_seq_length,
+            self.config.max_query_length, self.config.doc_stride)
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """``answer``, its character offsets ``answer_start``/``answer_end`` and its ``score``.
+
+        Post-processed as :meth:`answers` does (the same answers, also for SQuAD 2.0).
+        """
+        threshold = self.config.null_score_diff_threshold if self.config.version_2_with_negative else None
+        return question_answering_graph.best_answers(
+            texts["context"], features, outputs, self.config.n_best_size, self.config.max_answer_length,
+            threshold)
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForQuestionAnswering``: ``qa_outputs`` on every token, no pooler."""

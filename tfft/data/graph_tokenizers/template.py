@@ -72,8 +72,17 @@ class Template:
             before.append(len(piece.special_ids))
         return sum(before)
 
-    def apply(self, first: tf.RaggedTensor, second: tf.RaggedTensor | None, max_length: int):
-        """Truncates ``[batch, (tokens)]`` ids to ``max_length`` with the specials; returns ids and types."""
+    def apply(self, first: tf.RaggedTensor, second: tf.RaggedTensor | None, max_length: int,
+              special_value: int | None = None):
+        """Truncates ``[batch, (tokens)]`` ids to ``max_length`` with the specials; returns ids and types.
+
+        Args:
+            first: The first sequences.
+            second: The second sequences of pairs, or None.
+            max_length: Longest result, special tokens included.
+            special_value: Put this in place of every special token's id (e.g. -1, to lay
+                out per-token values such as positions instead of ids).
+        """
         pair = second is not None
         budget = max_length - self.num_special(pair)
         if budget < 0:
@@ -90,8 +99,11 @@ class Template:
             if piece.sequence >= 0:
                 part = sequences[piece.sequence]
             else:
-                row = tf.constant([piece.special_ids], tf.int32)
-                part = tf.RaggedTensor.from_tensor(tf.tile(row, [batch, 1]))
+                values = piece.special_ids
+                if special_value is not None:
+                    values = [special_value] * len(values)
+                row = tf.constant([values], first.dtype)
+                part = tf.RaggedTensor.from_tensor(tf.tile(row, tf.stack([batch, 1])))
             ids.append(part)
             types.append(tf.ones_like(part) * piece.type_id)
         return tf.concat(ids, axis=1), tf.concat(types, axis=1)
