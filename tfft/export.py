@@ -51,7 +51,14 @@ class ServingModule(tf.Module):
 
     def __init__(self, model, task: Task, asset_files: list[Path], tokenizer=None):
         super().__init__(name="tfft_serving")
-        self.model = model
+        # Track the model's tf.Variables, not the Keras model. A Keras 3 variable exports
+        # itself as a second variable initialized from the first (``tf.Variable(object_map[
+        # self.value])`` in keras/src/backend/tensorflow/core.py): the SavedModel's restore op
+        # fills that copy while the serving functions read the first, which nothing restores.
+        # tf.saved_model.load binds both to one object, but graph loaders (TF Serving,
+        # ``saved_model_cli run``) fail with "Could not find variable" (keras-team/keras#20095).
+        self._model = self._no_dependency(model)
+        self.model_variables = [variable.value for variable in model.variables]
         self._task = task
         self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]
         token_specs = input_signature(task.feature_specs)
@@ -83,7 +90,7 @@ class ServingModule(tf.Module):
 
     def _run_model(self, features: dict):
         inputs = {name: features[name] for name in self._token_names}
-        return self.model(inputs, training=False)
+        return self._model(inputs, training=False)
 
     def _serve_token_ids(self, *inputs):
         """Runs the model on the task's token inputs; returns the task's named outputs."""
@@ -105,8 +112,9 @@ class ServingModule(tf.Module):
 
     def _serve_examples(self, examples):
         """``serving_default`` on serialized ``tf.Example``s holding its inputs as bytes features."""
-        parsed = tf.io.parse_example(
-            examples, {name: tf.io.FixedLenFeature([], tf.string) for name in self._text_names})
+        features = {name: tf.io.FixedLenFeature(spec.shape[1:], tf.string)
+                    for name, spec in self._task.text_inputs.items()}
+        parsed = tf.io.parse_example(examples, features)
         return self._serve_text(*(parsed[name] for name in self._text_names))
 
 
