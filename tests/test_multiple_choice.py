@@ -122,6 +122,32 @@ def test_real_commonsenseqa_and_race_files_read_completely():
     assert len(race) == 1436 and len({e.id for e in race}) == 1436 and all(e.context for e in race)
 
 
+@pytest.mark.parametrize(("path", "length"), [("commonsenseqa/dev_rand_split.jsonl", 64),
+                                              ("race/dev_middle.jsonl", 128)])
+def test_raw_text_features_in_the_graph_are_training_features(minilm_tokenizer, path, length):
+    """Passages, ``_`` blanks filled with the candidate, pair truncation and absent choices as in encode."""
+    import tensorflow as tf
+
+    from tfft.data.graph_tokenizers import GraphTokenizer
+    from tfft.data.pipeline import inference_dataset, restore_order
+
+    mc = task(num_choices=6, max_seq_length=length)
+    examples = mc.read_examples(DataConfig(input_path=str(SHARED_DATA / path), max_examples=200))
+    assert any("_" in e.question for e in examples) == ("race" in path)
+    padded = [list(e.choices) + [""] * (6 - len(e.choices)) for e in examples]
+    ours = mc.text_features({"question": tf.constant([e.question for e in examples]),
+                             "context": tf.constant([e.context for e in examples]),
+                             "choices": tf.constant(padded)}, GraphTokenizer(minilm_tokenizer))
+    dataset, order, count = inference_dataset(mc.encode(examples, minilm_tokenizer), mc.feature_specs,
+                                              len(examples))
+    (batch,) = list(dataset)  # One batch padded to the longest sequence.
+    theirs = {name: restore_order(value.numpy(), order, count) for name, value in batch.items()}
+    for name, value in theirs.items():
+        expected = value * (theirs["attention_mask"] > 0)  # Absent choices: any ids.
+        np.testing.assert_array_equal(ours[name].numpy() * (ours["attention_mask"].numpy() > 0), expected)
+    assert (ours["attention_mask"].numpy()[:, 5] == 0).all()
+
+
 # --- features and model ------------------------------------------------------------------------------
 
 
@@ -232,7 +258,7 @@ def test_saved_model_takes_choices_and_reproduces_accuracy(mc_run, tiny_bert):
 
     export_dir = mc_run / "export"
     run_export(f"--model_dir={mc_run / 'model'}", f"--export_dir={export_dir}")
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    serve = tf.saved_model.load(str(export_dir)).signatures["serve_token_ids"]
     assert serve.structured_input_signature[1]["input_ids"].shape.as_list() == [None, 4, None]
     mc = get_task(build_config([str(export_dir / "assets" / "params.yaml")]).task)
     examples = mc.read_examples(DataConfig(input_path=str(mc_run / "dev.jsonl")))
@@ -246,6 +272,13 @@ def test_saved_model_takes_choices_and_reproduces_accuracy(mc_run, tiny_bert):
     assert np.mean(probabilities.argmax(-1) == features.labels) == pytest.approx(expected)
     absent = [i for i, e in enumerate(examples) if len(e.choices) == 3]
     assert absent and (probabilities[absent, 3] == 0).all()
+    raw = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
+        question=tf.constant([e.question for e in examples]),
+        context=tf.constant([e.context for e in examples]),
+        choices=tf.constant([list(e.choices) + [""] * (4 - len(e.choices)) for e in examples]))
+    np.testing.assert_allclose(raw["probabilities"], probabilities, atol=1e-6)
+    chosen = [e.choices[c] for e, c in zip(examples, raw["choice"].numpy(), strict=True)]
+    assert [answer.decode() for answer in raw["answer"].numpy()] == chosen
 
 
 def test_tfrecord_rows_hold_every_choice(mc_run, tiny_bert, tmp_path):

@@ -32,6 +32,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
@@ -301,12 +302,54 @@ class MultipleChoice(Task):
         """``logits`` and ``probabilities`` [batch, num_choices] (padding choices: probability 0)."""
         return {"logits": outputs, "probabilities": keras.ops.softmax(outputs, axis=-1)}
 
+    @property
+    def text_inputs(self) -> dict[str, tf.TensorSpec]:
+        """``question``, ``context`` ("" for none) and ``choices`` (``[batch, num_choices]``, "" if absent).
+
+        All strings; ``question`` and ``context`` are ``[batch]``.
+        """
+        shapes = {"question": [None], "context": [None], "choices": [None, self.config.num_choices]}
+        return {name: tf.TensorSpec(shape, tf.string, name=name) for name, shape in shapes.items()}
+
+    def text_features(self, texts: dict, tokenizer) -> dict:
+        """Every candidate paired as in training (:meth:`ChoiceExample.pairs`); absent ones masked."""
+        choices = texts["choices"]
+        count = tf.shape(choices)[1]
+        question, context = (tf.repeat(texts[name], count) for name in ("question", "context"))
+        choice = tf.reshape(choices, [-1])
+        has_context = tf.strings.length(context) > 0
+        first = tf.where(has_context, context, question)
+        second = tf.where(has_context, _join_in_graph(question, choice), choice)
+        encoded = tokenizer.encode(first, second, self.config.max_seq_length)
+        present = tf.cast(tf.strings.length(choice) > 0, tf.int32)[:, None]
+        encoded["attention_mask"] *= present
+        shape = tf.stack([-1, count, tf.shape(encoded["input_ids"])[1]])
+        return {name: tf.reshape(value, shape) for name, value in encoded.items()}
+
+    def text_outputs(self, texts: dict, features: dict, outputs) -> dict:
+        """``logits``, ``probabilities``, the chosen candidate's index ``choice`` and its text ``answer``."""
+        choice = tf.argmax(outputs, axis=-1, output_type=tf.int32)
+        return {**self.serving_outputs(outputs), "choice": choice,
+                "answer": tf.gather(texts["choices"], choice, batch_dims=1)}
+
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForMultipleChoice``: the family's pooler, then a ``classifier`` scoring each choice."""
         tensors = export_tensors(dense_specs(model.get_layer("head"), "classifier"))
         pooler_key = _HF_POOLER_KEYS.get(backbone.hf_class_prefix) or (
             backbone.base_pooler_key or backbone.classifier_pooler_key)
         return HfHead("ForMultipleChoice", tensors, {}, pooler_key)
+
+
+def _join_in_graph(questions, choices):
+    """:func:`_join` on string tensors: each candidate in its question's ``_`` blanks, or after it."""
+    pieces = tf.strings.split(questions, "_")
+    flat = pieces.flat_values
+    last = tf.ragged.range(pieces.row_lengths()).flat_values == tf.gather(pieces.row_lengths() - 1,
+                                                                          pieces.value_rowids())
+    filled = tf.where(last, flat, tf.strings.join([flat, tf.gather(choices, pieces.value_rowids())]))
+    blanks = tf.strings.reduce_join(pieces.with_flat_values(filled), axis=1)
+    appended = tf.strings.strip(tf.strings.join([questions, choices], separator=" "))
+    return tf.where(pieces.row_lengths() > 1, blanks, appended)
 
 
 def _is_letter(answer: Any) -> bool:
