@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_export, run_train
+from conftest import SHARED_DATA, check_export, run_export, run_train
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -275,3 +275,32 @@ def test_hf_export_is_a_token_classifier_with_the_same_logits(ner_run, tmp_path)
         theirs = model(**{k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}).logits.numpy()
     real = batch["attention_mask"].astype(bool)
     assert np.abs(ours[real] - theirs[real]).max() <= 1e-4
+
+
+def test_check_export_reproduces_entity_f1_with_tensorflow_alone(ner_run, ner_data, tmp_path):
+    """tools/check_export.py on the CoNLL dev set: the run's f1 from raw text, nothing but
+    TensorFlow imported; the same from JSONL with integer tags; and a wrong answer key fails."""
+    export_dir = tmp_path / "export"
+    run_export(f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    report = check_export(ner_run, export_dir)
+    assert report["task"] == "token_classification" and report["metric"] == "f1"
+    assert report["examples"] == 64 and report["eval_results"] > 0.9
+    assert report["saved_model"] == pytest.approx(report["eval_results"], abs=1e-9)
+    assert sorted(report["compared"]) == ["accuracy", "f1", "precision", "recall"]
+    assert not any(report["imported"].values()), report["imported"]
+
+    sentences = [(r.fields["tokens"], r.fields["columns"][-1]) for r in read_records(ner_data[1])]
+    jsonl = tmp_path / "dev.jsonl"  # The config's TFDS-style fields: tokens and integer "ner" tags.
+    jsonl.write_text("".join(json.dumps({"tokens": words, "ner": [TAGS.index(t) for t in tags]}) + "\n"
+                             for words, tags in sentences))
+    again = check_export(ner_run, export_dir, f"--input_path={jsonl}")
+    assert again["compared"] == report["compared"]
+
+    swapped = {"B-PER": "B-ORG", "B-ORG": "B-PER", "I-ORG": "I-PER", "I-PER": "I-ORG", "O": "O"}
+    wrong = write_conll(tmp_path / "wrong.conll",
+                        [(words, [swapped[tag] for tag in tags]) for words, tags in sentences])
+    process = check_export(ner_run, export_dir, f"--input_path={wrong}", check=False)
+    assert process.returncode != 0
+    error = process.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"check_export: f1 [0-9.e-]+ differs from eval_results\.json [0-9.]+; "
+                        r".*\(tolerance 1e-06\)", error), process.stderr[-2000:]
