@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_export, run_train
+from conftest import SHARED_DATA, check_export, run_export, run_train
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -419,6 +419,14 @@ def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_d
     run_train(f"--model_dir={qa_run}", "--mode=predict")
     predictions = json.loads((qa_run / "predictions.json").read_text())
     assert answers == [predictions[r["id"]] for r in records]
+
+
+def test_check_export_reproduces_exact_match_and_f1_with_tensorflow_alone(qa_run, qa_export):
+    report = check_export(qa_run, qa_export)
+    assert not any(report["imported"].values()), report
+    assert report["examples"] == 48 and sorted(report["compared"]) == ["exact_match", "f1"]
+    for ours, theirs in report["compared"].values():
+        assert ours == pytest.approx(theirs, abs=1e-9)
 
 
 def test_hf_export_is_a_question_answering_model_with_the_same_logits(qa_run, tmp_path):
