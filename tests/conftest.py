@@ -360,6 +360,25 @@ def run_export(*args: str, check: bool = True) -> Run:
     return run
 
 
+def run_predict(*args: str) -> Run:
+    """``tfft-predict args``: its ``main`` in this process, with its stdout, stderr and exit status."""
+    from tfft.cli import predict
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        predict.FLAGS(["tfft-predict", *args])
+        with in_process("tfft-predict", False, args) as run:
+            try:
+                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                    predict.main(["tfft-predict"])
+            except SystemExit as exit_:
+                run.returncode = exit_.code
+    finally:
+        predict.FLAGS.unparse_flags()
+    run.stdout, run.stderr = stdout.getvalue(), run.stderr + stderr.getvalue()
+    return run
+
+
 def load_tool(name: str):
     """``tools/<name>.py`` as a module, loaded once per process (its absl flags are defined once)."""
     module_name = f"tfft_tools_{name}"

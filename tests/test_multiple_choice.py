@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_create_tfrecords, run_export, run_train, train_files
+from conftest import SHARED_DATA, run_create_tfrecords, run_export, run_predict, run_train, train_files
 from tiny_checkpoints import FAMILIES, make_tiny_checkpoint
 
 from tfft import modeling
@@ -279,6 +279,15 @@ def test_saved_model_takes_choices_and_reproduces_accuracy(mc_run, tiny_bert):
     np.testing.assert_allclose(raw["probabilities"], probabilities, atol=1e-6)
     chosen = [e.choices[c] for e, c in zip(examples, raw["choice"].numpy(), strict=True)]
     assert [answer.decode() for answer in raw["answer"].numpy()] == chosen
+    output, model_dir = mc_run / "served.jsonl", mc_run / "model"
+    run_predict(f"--export_dir={export_dir}", f"--input_path={mc_run / 'dev.jsonl'}",
+                f"--output_path={output}")
+    served = [json.loads(line) for line in output.read_text().splitlines()]
+    run_train(f"--model_dir={model_dir}", "--mode=predict")
+    expected = [json.loads(line) for line in (model_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [row["label"] for row in served] == [row["label"] for row in expected]
+    for ours, theirs in zip(served, expected, strict=True):
+        assert ours["probabilities"] == pytest.approx(theirs["probabilities"], abs=2e-6)
 
 
 def test_tfrecord_rows_hold_every_choice(mc_run, tiny_bert, tmp_path):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, check_export, run_export, run_train
+from conftest import SHARED_DATA, check_export, run_export, run_predict, run_train
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -419,6 +420,14 @@ def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_d
     run_train(f"--model_dir={qa_run}", "--mode=predict")
     predictions = json.loads((qa_run / "predictions.json").read_text())
     assert answers == [predictions[r["id"]] for r in records]
+
+
+def test_tfft_predict_writes_the_answers_of_predict_mode(qa_run, qa_data, qa_export, tmp_path):
+    output = tmp_path / "out" / "answers.json"
+    run = run_predict(f"--export_dir={qa_export}", f"--input_path={qa_data[1]}", f"--output_path={output}")
+    assert re.fullmatch(rf"wrote 48 predictions to {output} \([0-9.]+ examples/s\)\n", run.stdout)
+    run_train(f"--model_dir={qa_run}", "--mode=predict")
+    assert json.loads(output.read_text()) == json.loads((qa_run / "predictions.json").read_text())
 
 
 def test_check_export_reproduces_exact_match_and_f1_with_tensorflow_alone(qa_run, qa_export):

@@ -182,9 +182,7 @@ class Task(abc.ABC):
                 f"choose one of {', '.join(self.output_formats)}"
             )
         path = folder / f"predictions.{output_format}"
-        lines = self.prediction_lines(predictions, output_format)
-        with path.open("w") as file:
-            file.writelines(f"{line}\n" for line in lines)
+        write_lines(path, self.prediction_lines(predictions, output_format))
         return path
 
     def prediction_lines(self, predictions: list[dict], output_format: str) -> list[str]:
@@ -218,6 +216,44 @@ class Task(abc.ABC):
             outputs: The model's outputs on ``features``.
         """
         raise NotImplementedError(f"task '{self.name}' declares no text_inputs")
+
+    def serving_texts(self, examples: list[Any]) -> dict[str, list]:
+        """The raw-text inputs of ``serving_default`` for ``examples``, as :attr:`text_inputs` names them.
+
+        Each input holds one value per example: a string, or a list of strings where the
+        input's spec is ``[batch, n]``. ``tfft-predict`` sends them to an exported model, a
+        batch at a time.
+
+        Raises:
+            TfftError: if the task has no raw-text serving, or an example cannot be sent as text.
+        """
+        raise TfftError(
+            f"task '{self.name}' has no raw-text serving, so tfft-predict cannot run it; predict with "
+            "tfft-train --mode=predict on the run's model_dir"
+        )
+
+    def served_rows(self, examples: list[Any], outputs: dict[str, np.ndarray]) -> list[dict]:
+        """One JSON-ready row per example from what the raw-text ``serving_default`` returned for them.
+
+        Default: the example's ``id`` (where its type has one), its :meth:`serving_texts` and every
+        output, strings decoded and arrays as lists.
+
+        Args:
+            examples: A batch of examples.
+            outputs: The signature's outputs for the batch, by name (first axis: the examples).
+        """
+        texts = self.serving_texts(examples)
+        rows = []
+        for index, example in enumerate(examples):
+            row = {"id": example.id} if hasattr(example, "id") else {}
+            row.update({name: values[index] for name, values in texts.items()})
+            row.update({name: plain(values[index]) for name, values in outputs.items()})
+            rows.append(row)
+        return rows
+
+    def write_served(self, rows: list[dict], path: Path) -> None:
+        """Writes the rows of :meth:`served_rows` to ``path``: one JSON object per line."""
+        write_lines(path, self.prediction_lines(rows, "jsonl"))
 
     def hf_head(self, model: keras.Model, backbone: Backbone) -> HfHead:
         """The head of a trained ``model`` as its Hugging Face counterpart expects it.
@@ -253,6 +289,21 @@ def register_task(cls: type[Task]) -> type[Task]:
     TASKS[cls.name] = cls
     register_task_section(cls.name, cls.config_class)
     return cls
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """Writes ``lines`` to ``path`` (UTF-8), each ended by a newline."""
+    with path.open("w", encoding="utf-8") as file:
+        file.writelines(f"{line}\n" for line in lines)
+
+
+def plain(value: Any) -> Any:
+    """A numpy output (array, scalar or bytes) as JSON-ready Python values, bytes decoded as UTF-8."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def dense_head(hidden, units: int, dropout: float):

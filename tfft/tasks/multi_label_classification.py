@@ -198,12 +198,19 @@ class MultiLabelClassification(SentenceTask):
         probabilities = 1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))
         names = self.label_names
         return [
-            self._with_texts(example, {
-                "labels": [name for name, p in zip(names, row, strict=True) if p >= self.config.threshold],
-                "probabilities": dict(zip(names, np.round(row, 6).tolist(), strict=True)),
-            })
+            self._with_texts(example, self._prediction(
+                [name for name, p in zip(names, row, strict=True) if p >= self.config.threshold], row))
             for example, row in zip(examples, probabilities, strict=True)
         ]
+
+    def served_prediction(self, outputs: dict[str, np.ndarray]) -> dict:
+        """The served ``labels`` (without the "" of labels below the threshold) and ``probabilities``."""
+        labels = [name.decode("utf-8") for name in outputs["labels"] if name]
+        return self._prediction(labels, outputs["probabilities"])
+
+    def _prediction(self, labels: list[str], probabilities: np.ndarray) -> dict:
+        """The predicted labels and every label's probability (6 decimals)."""
+        return {"labels": labels, "probabilities": self._probabilities(probabilities)}
 
     def serving_outputs(self, outputs) -> dict:
         """``logits`` and ``probabilities`` (sigmoid) [batch, num_labels]."""

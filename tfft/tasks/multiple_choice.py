@@ -332,6 +332,24 @@ class MultipleChoice(Task):
         return {**self.serving_outputs(outputs), "choice": choice,
                 "answer": tf.gather(texts["choices"], choice, batch_dims=1)}
 
+    def serving_texts(self, examples: list[ChoiceExample]) -> dict[str, list]:
+        """``question``, ``context`` and ``choices`` padded with "" to ``task.num_choices``.
+
+        Raises:
+            TfftError: for an example with more candidates than the model takes.
+        """
+        count = self.config.num_choices
+        for example in examples:
+            if len(example.choices) > count:
+                raise TfftError(f"{example.where}: {len(example.choices)} choices, but the model takes at "
+                                f"most task.num_choices={count}; remove choices")
+        return {"question": [e.question for e in examples], "context": [e.context for e in examples],
+                "choices": [list(e.choices) + [""] * (count - len(e.choices)) for e in examples]}
+
+    def served_rows(self, examples: list[ChoiceExample], outputs: dict[str, np.ndarray]) -> list[dict]:
+        """Rows as :meth:`predictions` writes them, from the served ``logits``."""
+        return self.predictions(examples, None, outputs["logits"])
+
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForMultipleChoice``: the family's pooler, then a ``classifier`` scoring each choice."""
         tensors = export_tensors(dense_specs(model.get_layer("head"), "classifier"))

@@ -37,7 +37,7 @@ from tfft.data.features import Features, FeatureSpec
 from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
 from tfft.tasks import metrics, question_answering_graph
-from tfft.tasks.base import HfHead, Task, dense_head, register_task
+from tfft.tasks.base import HfHead, Task, dense_head, plain, register_task
 from tfft.tasks.squad_metrics import squad_scores
 
 #: Start/end logit of padding positions, so that no answer can start or end there.
@@ -444,6 +444,21 @@ class QuestionAnswering(Task):
         return question_answering_graph.best_answers(
             texts["context"], features, outputs, self.config.n_best_size, self.config.max_answer_length,
             threshold)
+
+    def serving_texts(self, examples: list[QuestionExample]) -> dict[str, list[str]]:
+        """``question`` and ``context`` of every example."""
+        return {"question": [e.question for e in examples], "context": [e.context for e in examples]}
+
+    def served_rows(self, examples: list[QuestionExample], outputs: dict[str, np.ndarray]) -> list[dict]:
+        """Per question: ``id``, ``answer``, its character offsets and ``score``."""
+        names = ("answer", "answer_start", "answer_end", "score")
+        return [{"id": example.id, **{name: plain(outputs[name][index]) for name in names}}
+                for index, example in enumerate(examples)]
+
+    def write_served(self, rows: list[dict], path: Path) -> None:
+        """Writes ``{id: answer}``, the layout of the official ``predictions.json``."""
+        answers = {row["id"]: row["answer"] for row in rows}
+        path.write_text(json.dumps(answers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForQuestionAnswering``: ``qa_outputs`` on every token, no pooler."""

@@ -6,6 +6,7 @@ import abc
 import dataclasses
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from tfft.backbones.weights import dense_specs, export_tensors
@@ -106,6 +107,23 @@ class SentenceTask(Task):
         """Tokenized as in training: same truncation, pairs and special tokens."""
         return tokenizer.encode(texts["text"], texts.get("text_pair"), self.config.max_seq_length)
 
+    def serving_texts(self, examples: list[SentenceExample]) -> dict[str, list[str]]:
+        """``text`` (and ``text_pair``): each example's first (and second) text."""
+        return {name: [example.texts[index] for example in examples]
+                for index, name in enumerate(self.text_inputs)}
+
+    def served_rows(self, examples: list[SentenceExample], outputs: dict[str, np.ndarray]) -> list[dict]:
+        """Rows as :meth:`predictions` writes them: the texts by column, then the prediction."""
+        rows = []
+        for index, example in enumerate(examples):
+            prediction = self.served_prediction({name: values[index] for name, values in outputs.items()})
+            rows.append(self._with_texts(example, prediction))
+        return rows
+
+    @abc.abstractmethod
+    def served_prediction(self, outputs: dict[str, np.ndarray]) -> dict:
+        """One example's prediction, as in :meth:`predictions`, from its ``serving_default`` outputs."""
+
     def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """Dropout and a dense layer on ``pooled_output``; float32 outputs."""
         return dense_head(backbone_outputs["pooled_output"], self.num_outputs, dropout)
@@ -118,3 +136,8 @@ class SentenceTask(Task):
 
     def _with_texts(self, example: SentenceExample, prediction: dict) -> dict:
         return {**dict(zip(self.config.text_fields, example.texts, strict=True)), **prediction}
+
+    def _probabilities(self, probabilities: np.ndarray) -> dict[str, float]:
+        """Each label name's probability, rounded to 6 decimals."""
+        rounded = np.round(probabilities.astype(np.float64), 6).tolist()
+        return dict(zip(self.label_names, rounded, strict=True))

@@ -113,13 +113,16 @@ class SentenceClassification(SentenceTask):
         """The texts, the predicted label name and the class probabilities."""
         probabilities = metrics.softmax(outputs.astype(np.float64))
         names = self.label_names
-        return [
-            self._with_texts(example, {
-                "label": names[int(row.argmax())],
-                "probabilities": dict(zip(names, np.round(row, 6).tolist(), strict=True)),
-            })
-            for example, row in zip(examples, probabilities, strict=True)
-        ]
+        return [self._with_texts(example, self._prediction(names[int(row.argmax())], row))
+                for example, row in zip(examples, probabilities, strict=True)]
+
+    def served_prediction(self, outputs: dict[str, np.ndarray]) -> dict:
+        """The served ``label`` and ``probabilities``."""
+        return self._prediction(outputs["label"].decode("utf-8"), outputs["probabilities"])
+
+    def _prediction(self, label: str, probabilities: np.ndarray) -> dict:
+        """The label name and each class's probability (6 decimals)."""
+        return {"label": label, "probabilities": self._probabilities(probabilities)}
 
     def serving_outputs(self, outputs) -> dict:
         """``logits`` and ``probabilities`` [batch, num_labels]."""

@@ -57,10 +57,12 @@ class SentenceRegression(SentenceTask):
 
     def predictions(self, examples: list[SentenceExample], features, outputs: np.ndarray) -> list[dict]:
         """The texts and the predicted score."""
-        return [
-            self._with_texts(example, {"score": round(float(score), 6)})
-            for example, score in zip(examples, outputs, strict=True)
-        ]
+        return [self._with_texts(example, self.served_prediction({"score": score}))
+                for example, score in zip(examples, outputs, strict=True)]
+
+    def served_prediction(self, outputs: dict[str, np.ndarray]) -> dict:
+        """The ``score`` (6 decimals)."""
+        return {"score": round(float(outputs["score"]), 6)}
 
     def serving_outputs(self, outputs) -> dict:
         """``predictions`` [batch]."""

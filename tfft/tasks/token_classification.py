@@ -28,6 +28,8 @@ from tfft.tasks.base import HfHead, Task, dense_head, register_task
 from tfft.tasks.entities import entity_scores, first_inconsistency, split_tag
 
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+#: The characters ``tf.strings.split`` separates words at in the raw-text ``serving_default``.
+_WORD_SEPARATORS = " \t\n\r\x0b\x0c"
 
 
 @dataclasses.dataclass
@@ -320,6 +322,29 @@ class TokenClassification(Task):
         tag_ids = tf.argmax(tf.gather_nd(outputs, where), axis=-1)
         tags = words.with_flat_values(tf.gather(tf.constant(self.label_names), tag_ids))
         return {"words": words.to_tensor(default_value=""), "tags": tags.to_tensor(default_value="")}
+
+    def serving_texts(self, examples: list[TokenExample]) -> dict[str, list[str]]:
+        """``text``: each sentence's words joined by spaces.
+
+        Raises:
+            TfftError: for a word that is empty or holds whitespace, which the text would not keep apart.
+        """
+        for example in examples:
+            word = next((w for w in example.words if not w or any(c in _WORD_SEPARATORS for c in w)), None)
+            if word is not None:
+                raise TfftError(
+                    f"{example.where}: word {word!r} is empty or holds whitespace, but the SavedModel "
+                    "splits its text at whitespace; remove it or replace its whitespace"
+                )
+        return {"text": [" ".join(example.words) for example in examples]}
+
+    def served_rows(self, examples: list[TokenExample], outputs: dict[str, np.ndarray]) -> list[dict]:
+        """Rows as :meth:`predictions` writes them: the served ``words`` as ``tokens``, and their ``tags``."""
+        rows = []
+        for words, tags in zip(outputs["words"], outputs["tags"], strict=True):
+            tokens = [word.decode("utf-8") for word in words if word]
+            rows.append({"tokens": tokens, "tags": [tag.decode("utf-8") for tag in tags[:len(tokens)]]})
+        return rows
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForTokenClassification``: a ``classifier`` on every token, no pooler."""
