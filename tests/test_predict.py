@@ -137,54 +137,6 @@ def test_an_export_serving_token_ids_is_refused(sentiment, tmp_path, monkeypatch
 # --- token classification --------------------------------------------------------------------
 
 
-def write_conll(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
-    lines = ["-DOCSTART- -X- -X- O", ""]
-    for words, tags in sentences:
-        lines += [f"{word} NN I-NP {tag}" for word, tag in zip(words, tags, strict=True)] + [""]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def sentences(count: int, seed: int) -> list[tuple[list[str], list[str]]]:
-    """'man'/'woman' are persons, 'dog cat' an organisation; some sentences outgrow 32 tokens."""
-    rng = np.random.default_rng(seed)
-    fillers = ["the", "a", "movie", "is", "good", "plays", "guitar", "with", "on", "great"]
-    result = []
-    for _ in range(count):
-        words, tags = [], []
-        for _ in range(rng.integers(3, 20)):
-            choice = rng.random()
-            if choice < 0.15:
-                words, tags = [*words, str(rng.choice(["man", "woman"]))], [*tags, "B-PER"]
-            elif choice < 0.25:
-                words, tags = [*words, "dog", "cat"], [*tags, "B-ORG", "I-ORG"]
-            else:
-                words, tags = [*words, str(rng.choice(fillers))], [*tags, "O"]
-        result.append((words, tags))
-    return result
-
-
-def test_token_rows_equal_predict_mode_on_a_conll_file(tmp_path, tiny_bert):
-    train = write_conll(tmp_path / "train.conll", sentences(96, 1))
-    dev = write_conll(tmp_path / "dev.conll", sentences(30, 2))
-    model_dir, export_dir = train_and_export(tmp_path, "configs/ner/conll2003.yaml", {
-        "task.init_checkpoint": tiny_bert, "task.train_data.input_path": train,
-        "task.validation_data.input_path": dev, "task.label_list": "[" + ",".join(TAGS) + "]",
-        "task.num_labels": len(TAGS), "task.max_seq_length": 32, "trainer.epochs": 2,
-        "trainer.train_batch_size": 16, "trainer.learning_rate": 2e-3,
-    })
-    expected = predict_mode(model_dir, dev)
-    output = tmp_path / "tags.jsonl"
-    run = run_predict(f"--export_dir={export_dir}", f"--input_path={dev}", f"--output_path={output}",
-                      "--batch_size=8")
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = read_jsonl(output)
-    assert len(rows) == 30
-    assert [row["tokens"] for row in rows] == [row["tokens"] for row in expected]
-    assert [row["tags"] for row in rows] == [row["tags"] for row in expected]
-    assert len({tag for row in rows for tag in row["tags"]}) > 1
-
-
 # --- hooks and input settings, without a model -----------------------------------------------
 
 

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, check_export, run_export, run_train
+from conftest import SHARED_DATA, check_export, run_export, run_predict, run_train
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -196,6 +196,13 @@ def ner_run(tmp_path_factory, tiny_bert, ner_data):
     return model_dir
 
 
+@pytest.fixture(scope="module")
+def ner_export(ner_run, tmp_path_factory):
+    export_dir = tmp_path_factory.mktemp("ner_export") / "1"
+    run_export(f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    return export_dir
+
+
 def test_training_learns_entities(ner_run):
     results = json.loads((ner_run / "eval_results.json").read_text())
     assert {"loss", "f1", "precision", "recall", "accuracy", "f1_PER", "f1_ORG"} <= set(results)
@@ -229,9 +236,10 @@ def test_conll_output_for_a_sentence_task_is_refused(tmp_path, tiny_bert):
                                                  r"'sentence_classification'; choose one of jsonl")
 
 
-def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, tmp_path):
+def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, ner_export, tmp_path):
     """serving_default on whitespace-separated words: the same tags as --mode=predict, long
-    sentences windowed as in training, a word the tokenizer drops still tagged."""
+    sentences windowed as in training, a word the tokenizer drops still tagged; tfft-predict
+    writes the rows of --mode=predict."""
     import tensorflow as tf
 
     sentences = [list(record.fields["tokens"]) for record in read_records(ner_data[1])]
@@ -240,10 +248,10 @@ def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, tmp_p
     data.write_text("".join(json.dumps({"tokens": words}) + "\n" for words in sentences))
     run_train(f"--model_dir={ner_run}", "--mode=predict",
               f"--params_override=task.predict_data.input_path={data}")
-    expected = [json.loads(line)["tags"] for line in (ner_run / "predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (ner_run / "predictions.jsonl").read_text().splitlines()]
+    expected = [row["tags"] for row in rows]
 
-    export_dir = tmp_path / "export"
-    run_export(f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    export_dir = ner_export
     signatures = tf.saved_model.load(str(export_dir)).signatures
     outputs = signatures["serving_default"](text=tf.constant([" ".join(words) for words in sentences]))
     words = [[w.decode() for w in row if w] for row in outputs["words"].numpy().tolist()]
@@ -258,6 +266,12 @@ def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, tmp_p
     assert by_ids["logits"].shape == (1, 5, len(TAGS)) and by_ids["tag_ids"].dtype == tf.int32
     np.testing.assert_array_equal(by_ids["tag_ids"], np.argmax(by_ids["logits"], axis=-1))
     assert (export_dir / "assets" / "labels.txt").read_text().split() == TAGS
+
+    output = tmp_path / "served.jsonl"
+    run = run_predict(f"--export_dir={export_dir}", f"--input_path={data}", f"--output_path={output}",
+                      "--batch_size=8")
+    assert run.stdout.startswith(f"wrote {len(sentences)} predictions to {output}")
+    assert [json.loads(line) for line in output.read_text().splitlines()] == rows
 
 
 def test_hf_export_is_a_token_classifier_with_the_same_logits(ner_run, tmp_path):
@@ -277,11 +291,10 @@ def test_hf_export_is_a_token_classifier_with_the_same_logits(ner_run, tmp_path)
     assert np.abs(ours[real] - theirs[real]).max() <= 1e-4
 
 
-def test_check_export_reproduces_entity_f1_with_tensorflow_alone(ner_run, ner_data, tmp_path):
+def test_check_export_reproduces_entity_f1_with_tensorflow_alone(ner_run, ner_data, ner_export, tmp_path):
     """tools/check_export.py on the CoNLL dev set: the run's f1 from raw text, nothing but
     TensorFlow imported; the same from JSONL with integer tags; and a wrong answer key fails."""
-    export_dir = tmp_path / "export"
-    run_export(f"--model_dir={ner_run}", f"--export_dir={export_dir}")
+    export_dir = ner_export
     report = check_export(ner_run, export_dir)
     assert report["task"] == "token_classification" and report["metric"] == "f1"
     assert report["examples"] == 64 and report["eval_results"] > 0.9
