@@ -379,6 +379,33 @@ def run_predict(*args: str) -> Run:
     return run
 
 
+def saved_model_cli_run(export_dir, inputs: dict[str, list], outdir) -> dict[str, np.ndarray]:
+    """``saved_model_cli run`` on ``serving_default``; asserts its outputs are this process's.
+
+    The CLI loads the SavedModel as TF Serving does (a graph, its restore and init ops, then
+    the signature's tensors), not as ``tf.saved_model.load``. Returns its outputs.
+    """
+    import tensorflow as tf
+
+    cli = str(Path(sys.executable).parent / "saved_model_cli")
+    exprs = ";".join(f"{name}={values!r}" for name, values in inputs.items())
+    process = subprocess.run(
+        [cli, "run", "--dir", str(export_dir), "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", exprs, "--outdir", str(outdir), "--overwrite"], capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr[-4000:]
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    served = serve(**{name: tf.constant(values) for name, values in inputs.items()})
+    expected = {name: value.numpy() for name, value in served.items()}
+    outputs = {path.stem: np.load(path, allow_pickle=True) for path in Path(outdir).glob("*.npy")}
+    assert set(outputs) == set(expected)
+    for name, value in expected.items():
+        if value.dtype == object:  # Strings.
+            assert outputs[name].tolist() == value.tolist(), name
+        else:
+            np.testing.assert_allclose(outputs[name], value, rtol=0, atol=1e-5, err_msg=name)
+    return outputs
+
+
 def load_tool(name: str):
     """``tools/<name>.py`` as a module, loaded once per process (its absl flags are defined once)."""
     module_name = f"tfft_tools_{name}"

@@ -8,7 +8,15 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_create_tfrecords, run_export, run_predict, run_train, train_files
+from conftest import (
+    SHARED_DATA,
+    run_create_tfrecords,
+    run_export,
+    run_predict,
+    run_train,
+    saved_model_cli_run,
+    train_files,
+)
 from tiny_checkpoints import FAMILIES, make_tiny_checkpoint
 
 from tfft import modeling
@@ -279,6 +287,10 @@ def test_saved_model_takes_choices_and_reproduces_accuracy(mc_run, tiny_bert):
     np.testing.assert_allclose(raw["probabilities"], probabilities, atol=1e-6)
     chosen = [e.choices[c] for e, c in zip(examples, raw["choice"].numpy(), strict=True)]
     assert [answer.decode() for answer in raw["answer"].numpy()] == chosen
+    served = saved_model_cli_run(export_dir, {"question": ["which one is it ?"], "context": [""],
+                                              "choices": [["the plot was bad", "the film was fun", "", ""]]},
+                                 mc_run / "cli")
+    assert served["probabilities"][0, 2:].tolist() == [0, 0]
     output, model_dir = mc_run / "served.jsonl", mc_run / "model"
     run_predict(f"--export_dir={export_dir}", f"--input_path={mc_run / 'dev.jsonl'}",
                 f"--output_path={output}")

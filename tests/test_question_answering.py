@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, check_export, run_export, run_predict, run_train
+from conftest import SHARED_DATA, check_export, run_export, run_predict, run_train, saved_model_cli_run
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -397,7 +397,7 @@ def test_saved_model_returns_start_and_end_logits(qa_run, qa_export):
     assert padding.any() and np.all(outputs["start_logits"].numpy()[padding] == -10000.0)
 
 
-def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_data, qa_export):
+def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_data, qa_export, tmp_path):
     """Questions and contexts as strings in, answers out: windows and post-processing in the graph."""
     import tensorflow as tf
 
@@ -420,6 +420,9 @@ def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_d
     run_train(f"--model_dir={qa_run}", "--mode=predict")
     predictions = json.loads((qa_run / "predictions.json").read_text())
     assert answers == [predictions[r["id"]] for r in records]
+    served = saved_model_cli_run(qa_export, {"question": [r["question"] for r in records[:4]],
+                                             "context": [r["context"] for r in records[:4]]}, tmp_path)
+    assert served["answer"].tolist() == [answer.encode() for answer in answers[:4]]
 
 
 def test_tfft_predict_writes_the_answers_of_predict_mode(qa_run, qa_data, qa_export, tmp_path):

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, check_export, run_export, run_predict, run_train
+from conftest import SHARED_DATA, check_export, run_export, run_predict, run_train, saved_model_cli_run
 from test_cli_errors import assert_one_line_error
 
 from tfft.config import DataConfig, task_config
@@ -259,6 +259,8 @@ def test_saved_model_tags_raw_text_as_predict_mode_does(ner_run, ner_data, ner_e
             for row, row_words in zip(outputs["tags"].numpy().tolist(), words, strict=True)]
     assert words == sentences
     assert tags == expected
+    served = saved_model_cli_run(export_dir, {"text": [" ".join(words) for words in sentences[:3]]}, tmp_path)
+    assert served["tags"].tolist() == outputs["tags"].numpy()[:3, :served["tags"].shape[1]].tolist()
 
     ids = tf.constant([[2, 5, 6, 7, 3]], tf.int32)
     by_ids = signatures["serve_token_ids"](input_ids=ids, token_type_ids=tf.zeros_like(ids),

