@@ -125,11 +125,20 @@ class SelfAttention(keras.layers.Layer):
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_size))
         return ops.transpose(x, (0, 2, 1, 3))
 
-    def call(self, hidden, mask_bias, training=None):
-        """Attends over ``hidden`` [B, S, H]; ``mask_bias`` is [B, 1, 1, S] float32."""
-        query = self._split_heads(self.query(hidden))
-        key = self._split_heads(self.key(hidden))
-        value = self._split_heads(self.value(hidden))
+    def call(self, hidden, mask_bias, training=None, positions=None):
+        """Attends over ``hidden``; ``mask_bias`` is [B, 1, 1, S] float32.
+
+        Args:
+            hidden: [B, S, H], or with ``positions`` the real tokens only, [N, H].
+            mask_bias: 0 at real tokens, -1e9 at padding.
+            training: Whether dropout applies.
+            positions: [N, 1] int64: where in the flattened [B * S] the rows of ``hidden``
+                stand (see :func:`real_positions`); the output is then [N, H] too.
+        """
+        projections = [self.query(hidden), self.key(hidden), self.value(hidden)]
+        if positions is not None:  # Projected per real token, attended per sequence.
+            projections = [unpack(x, positions, mask_bias) for x in projections]
+        query, key, value = (self._split_heads(x) for x in projections)
         # Scaling the queries costs a pass over [B, heads, S, head_size], not over the scores.
         scores = ops.matmul(query * (1 / math.sqrt(self.head_size)), ops.transpose(key, (0, 1, 3, 2)))
         # Keras casts layer inputs to the compute dtype; the bias is added in float32.
@@ -138,7 +147,8 @@ class SelfAttention(keras.layers.Layer):
         probs = self.dropout(probs, training=training)
         context = ops.transpose(ops.matmul(probs, value), (0, 2, 1, 3))
         batch, length = ops.shape(context)[0], ops.shape(context)[1]
-        return ops.reshape(context, (batch, length, self.hidden_size))
+        context = ops.reshape(context, (batch, length, self.hidden_size))
+        return context if positions is None else pack(context, positions)
 
 
 class TransformerLayer(keras.layers.Layer):
@@ -185,13 +195,43 @@ class TransformerLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden, mask_bias, training=None):
-        """Returns the layer's output for ``hidden`` [B, S, H]."""
-        attended = self.attention(hidden, mask_bias, training=training)
+        """Returns the layer's output for ``hidden`` [B, S, H].
+
+        At inference the dense layers run on the real tokens only (padding often makes up
+        half a batch of sentences); padding positions of the output are 0. Training batches,
+        bucketed by length, run padded.
+        """
+        if training:
+            return self._block(hidden, mask_bias, training, None)
+        positions = real_positions(mask_bias)
+        output = self._block(pack(hidden, positions), mask_bias, training, positions)
+        return unpack(output, positions, mask_bias)
+
+    def _block(self, hidden, mask_bias, training, positions):
+        attended = self.attention(hidden, mask_bias, training=training, positions=positions)
         attended = self.dropout(self.attention_output(attended), training=training)
         hidden = self.attention_layer_norm(hidden + attended)
         expanded = self.activation(self.intermediate(hidden))
         projected = self.dropout(self.output_dense(expanded), training=training)
         return self.output_layer_norm(hidden + projected)
+
+
+def real_positions(mask_bias):
+    """[N, 1] int64: where the real tokens stand in the flattened [B * S] of a [B, 1, 1, S] bias."""
+    return tf.where(tf.reshape(mask_bias[:, 0, 0, :] > -1.0, [-1]))
+
+
+def pack(hidden, positions):
+    """The real tokens of [B, S, H] ``hidden`` as [N, H] rows."""
+    return tf.gather_nd(tf.reshape(hidden, [-1, tf.shape(hidden)[-1]]), positions)
+
+
+def unpack(rows, positions, mask_bias):
+    """[N, H] token ``rows`` back in place in [B, S, H] (zeros at padding)."""
+    shape = tf.shape(mask_bias, out_type=tf.int64)
+    width = tf.shape(rows, out_type=tf.int64)[-1]
+    flat = tf.scatter_nd(positions, rows, tf.stack([shape[0] * shape[3], width]))
+    return tf.reshape(flat, tf.stack([shape[0], shape[3], width]))
 
 
 class AttentionMaskBias(keras.layers.Layer):
