@@ -360,22 +360,22 @@ def run_export(*args: str, check: bool = True) -> Run:
     return run
 
 
-def run_predict(*args: str) -> Run:
-    """``tfft-predict args``: its ``main`` in this process, with its stdout, stderr and exit status."""
-    from tfft.cli import predict
+def run_predict(*args: str, check: bool = True) -> Run:
+    """What ``tfft-predict args`` does (``tfft/cli/predict.py::main``), in this process.
 
-    stdout, stderr = io.StringIO(), io.StringIO()
-    try:
-        predict.FLAGS(["tfft-predict", *args])
-        with in_process("tfft-predict", False, args) as run:
-            try:
-                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                    predict.main(["tfft-predict"])
-            except SystemExit as exit_:
-                run.returncode = exit_.code
-    finally:
-        predict.FLAGS.unparse_flags()
-    run.stdout, run.stderr = stdout.getvalue(), run.stderr + stderr.getvalue()
+    Takes ``--export_dir``, ``--input_path``, ``--output_path``, ``--batch_size``,
+    ``--input_format`` and ``--input_columns`` (comma-separated; empty: the file has a header).
+    """
+    from tfft.predict import predict_file, summary
+
+    flags = parse_flags(args, {"export_dir": None, "input_path": None, "output_path": None,
+                               "batch_size": "64", "input_format": "auto", "input_columns": None})
+    columns = flags["input_columns"]
+    with in_process("tfft-predict", check, args) as run:
+        count, speed = predict_file(flags["export_dir"], flags["input_path"], flags["output_path"],
+                                    int(flags["batch_size"]), flags["input_format"],
+                                    None if columns is None else [c for c in columns.split(",") if c])
+        run.stdout = summary(count, speed, flags["output_path"]) + "\n"
     return run
 
 

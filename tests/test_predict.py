@@ -1,9 +1,8 @@
 """tfft-predict: an exported SavedModel on a data file writes the rows tfft-train --mode=predict writes.
 
 One tiny run per task shape (sentence classification, token classification), trained, predicted
-and exported once per module. tfft-predict's ``main`` itself runs in this process (its flags are
-its own here, unlike tfft-train's and tfft-export's, which share names), so the tests see its
-real stdout, stderr and exit status without starting a Python process per command.
+and exported once per module. tfft-predict runs in this process as its ``main`` would
+(conftest's ``run_predict``), one smoke test runs the command itself.
 """
 
 from __future__ import annotations
@@ -12,11 +11,13 @@ import collections
 import importlib.metadata
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Run, run_export, run_predict, run_train
+from conftest import REPO, Run, run_export, run_predict, run_train
 
 from tfft.config import DataConfig, task_config
 from tfft.errors import TfftError
@@ -90,31 +91,35 @@ def test_sentence_rows_equal_predict_mode(sentiment, tmp_path):
                            rtol=0, atol=1e-5)
 
 
+def failing_predict(*args: str) -> Run:
+    return run_predict(*args, check=False)
+
+
 def test_errors_are_one_line(sentiment, tmp_path):
     model_dir, export_dir, dev = sentiment
     good = [f"--input_path={dev}", f"--output_path={tmp_path / 'out.jsonl'}"]
     missing = tmp_path / "nope"
-    assert_one_line_error(run_predict(f"--export_dir={missing}", *good),
+    assert_one_line_error(failing_predict(f"--export_dir={missing}", *good),
                           rf"--export_dir '{re.escape(str(missing))}' does not exist; pass a directory "
                           r"tfft-export wrote")
     absent = tmp_path / "absent.tsv"
-    assert_one_line_error(run_predict(f"--export_dir={export_dir}", f"--input_path={absent}", good[1]),
+    assert_one_line_error(failing_predict(f"--export_dir={export_dir}", f"--input_path={absent}", good[1]),
                           rf"input file '{re.escape(str(absent))}' does not exist")
     params = re.escape(str(model_dir / "assets" / "params.yaml"))
-    assert_one_line_error(run_predict(f"--export_dir={model_dir}", *good),
+    assert_one_line_error(failing_predict(f"--export_dir={model_dir}", *good),
                           rf"'{params}' does not exist, so '.*' is not a tfft SavedModel; .*not the training "
                           r"model_dir\)")
 
     rows = tmp_path / "bad.tsv"
     rows.write_text("sentence\tlabel\ngood film\t1\nthe plot\twas awful\t0\n")
     assert_one_line_error(
-        run_predict(f"--export_dir={export_dir}", f"--input_path={rows}", good[1]),
+        failing_predict(f"--export_dir={export_dir}", f"--input_path={rows}", good[1]),
         rf"{re.escape(str(rows))}:3: expected 2 TSV fields as in the header, found 3; fix or remove the row")
     assert not (tmp_path / "out.jsonl").exists()
 
     folder = tmp_path / "a_folder"
     folder.mkdir()
-    assert_one_line_error(run_predict(f"--export_dir={export_dir}", good[0], f"--output_path={folder}"),
+    assert_one_line_error(failing_predict(f"--export_dir={export_dir}", good[0], f"--output_path={folder}"),
                           rf"cannot write --output_path '{re.escape(str(folder))}' \(.*\); choose a writable")
 
 
@@ -126,8 +131,8 @@ def test_an_export_serving_token_ids_is_refused(sentiment, tmp_path, monkeypatch
     monkeypatch.setattr(tfft.export, "_graph_tokenizer", lambda *args: None)
     export_dir = tmp_path / "token_ids"
     run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
-    run = run_predict(f"--export_dir={export_dir}", f"--input_path={dev}",
-                      f"--output_path={tmp_path / 'out.jsonl'}")
+    run = failing_predict(f"--export_dir={export_dir}", f"--input_path={dev}",
+                          f"--output_path={tmp_path / 'out.jsonl'}")
     assert_one_line_error(run, r"serving_default of '.*' takes attention_mask, input_ids, token_type_ids, "
                                r"but tfft-predict sends task 'sentence_classification' raw text \(text\); "
                                r"export the run again with a current tfft-export")
@@ -141,7 +146,7 @@ def test_an_export_serving_token_ids_is_refused(sentiment, tmp_path, monkeypatch
 
 
 def test_input_is_read_as_the_run_read_its_data():
-    from tfft.cli.predict import input_data
+    from tfft.predict import input_data
 
     config = task_config("sentence_classification")
     config.train_data = DataConfig(input_path="train.txt", format="tsv", columns=["sentence", "label"])
@@ -183,6 +188,16 @@ def test_words_the_text_cannot_keep_apart_and_tasks_without_raw_text_are_refused
     with pytest.raises(TfftError, match=r"^task 'multiple_choice' has no raw-text serving, so tfft-predict "
                                         r"cannot run it; predict with tfft-train --mode=predict"):
         Task.serving_texts(build_task("multiple_choice"), [])  # The default of every task.
+
+
+def test_the_command_runs_and_fails_in_one_line(tmp_path):
+    process = subprocess.run([sys.executable, "-m", "tfft.cli.predict", f"--export_dir={tmp_path / 'x'}",
+                              "--input_path=a.tsv", f"--output_path={tmp_path / 'out.jsonl'}"],
+                             capture_output=True, text=True, cwd=REPO)
+    assert process.returncode == 1 and "Traceback" not in process.stderr
+    assert process.stderr.strip().splitlines()[-1] == (
+        f"tfft-predict: error: --export_dir '{tmp_path / 'x'}' does not exist; "
+        "pass a directory tfft-export wrote")
 
 
 def test_console_script_is_declared():
