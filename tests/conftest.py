@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import string
 import subprocess
@@ -408,12 +409,20 @@ def saved_model_cli_run(export_dir, inputs: dict[str, list], outdir) -> dict[str
 
 def load_tool(name: str):
     """``tools/<name>.py`` as a module, loaded once per process (its absl flags are defined once)."""
+    from absl import flags
+
     module_name = f"tfft_tools_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / "tools" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "tools" / f"{name}.py")
+    while module_name not in sys.modules:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except flags.DuplicateFlagError as error:
+            # Tools run here as libraries (their flags are never parsed in the tests), and two
+            # may name a flag alike (--tolerance): this tool's definition replaces the other's.
+            del sys.modules[module_name]
+            delattr(flags.FLAGS, re.search(r"flag '(\w+)'", str(error)).group(1))
     return sys.modules[module_name]
 
 

@@ -81,7 +81,15 @@ def roberta_sst2_run(tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+# One family per in-graph tokenizer (WordPiece, byte-level BPE, Unigram) in the default suite; the
+# families that share theirs (DistilBERT and ELECTRA: WordPiece; ALBERT: Unigram) run with -m slow.
+SHARED_TOKENIZER_FAMILIES = ("distilbert", "electra", "albert")
+
+
+@pytest.mark.parametrize("family", [
+    pytest.param(family, marks=pytest.mark.slow) if family in SHARED_TOKENIZER_FAMILIES else family
+    for family in FAMILIES
+])
 def test_fine_tuned_classifier_reloads_in_pytorch_with_the_same_logits(family, sentiment, tmp_path):
     checkpoint = make_tiny_checkpoint(family, tmp_path / "checkpoint")
     model_dir = fine_tune("configs/glue/sst2.yaml", checkpoint, *sentiment, tmp_path / "model")

@@ -336,8 +336,15 @@ def test_training_learns_to_find_the_answer(qa_run):
     assert results["exact_match"] > 80 and results["f1"] > 80
 
 
-def test_predict_writes_the_official_prediction_files(qa_run, qa_data):
+@pytest.fixture(scope="module")
+def qa_predicted(qa_run):
+    """The run's ``--mode=predict`` on its validation data: the model_dir with the prediction files."""
     run_train(f"--model_dir={qa_run}", "--mode=predict")
+    return qa_run
+
+
+def test_predict_writes_the_official_prediction_files(qa_predicted, qa_data):
+    qa_run = qa_predicted
     predictions = json.loads((qa_run / "predictions.json").read_text())
     nbest = json.loads((qa_run / "nbest_predictions.json").read_text())
     contexts = {r.fields["id"]: r.fields["context"] for r in read_records(qa_data[1])}
@@ -397,7 +404,8 @@ def test_saved_model_returns_start_and_end_logits(qa_run, qa_export):
     assert padding.any() and np.all(outputs["start_logits"].numpy()[padding] == -10000.0)
 
 
-def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_data, qa_export, tmp_path):
+def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_data, qa_export, qa_predicted,
+                                                                    tmp_path):
     """Questions and contexts as strings in, answers out: windows and post-processing in the graph."""
     import tensorflow as tf
 
@@ -417,20 +425,18 @@ def test_raw_text_answers_of_the_saved_model_reproduce_eval_results(qa_run, qa_d
     expected = json.loads((qa_run / "eval_results.json").read_text())
     assert scores["exact_match"] == pytest.approx(expected["exact_match"], abs=1e-9)
     assert scores["f1"] == pytest.approx(expected["f1"], abs=1e-9)
-    run_train(f"--model_dir={qa_run}", "--mode=predict")
-    predictions = json.loads((qa_run / "predictions.json").read_text())
+    predictions = json.loads((qa_predicted / "predictions.json").read_text())
     assert answers == [predictions[r["id"]] for r in records]
     served = saved_model_cli_run(qa_export, {"question": [r["question"] for r in records[:4]],
                                              "context": [r["context"] for r in records[:4]]}, tmp_path)
     assert served["answer"].tolist() == [answer.encode() for answer in answers[:4]]
 
 
-def test_tfft_predict_writes_the_answers_of_predict_mode(qa_run, qa_data, qa_export, tmp_path):
+def test_tfft_predict_writes_the_answers_of_predict_mode(qa_predicted, qa_data, qa_export, tmp_path):
     output = tmp_path / "out" / "answers.json"
     run = run_predict(f"--export_dir={qa_export}", f"--input_path={qa_data[1]}", f"--output_path={output}")
     assert re.fullmatch(rf"wrote 48 predictions to {output} \([0-9.]+ examples/s\)\n", run.stdout)
-    run_train(f"--model_dir={qa_run}", "--mode=predict")
-    assert json.loads(output.read_text()) == json.loads((qa_run / "predictions.json").read_text())
+    assert json.loads(output.read_text()) == json.loads((qa_predicted / "predictions.json").read_text())
 
 
 def test_check_export_reproduces_exact_match_and_f1_with_tensorflow_alone(qa_run, qa_export):
