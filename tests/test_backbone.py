@@ -149,6 +149,26 @@ def test_padding_does_not_change_real_positions(tiny_backbone):
     np.testing.assert_allclose(padded_pooled, short_pooled, atol=1e-5)
 
 
+def test_inference_on_real_tokens_only_matches_pytorch_and_the_padded_path(tiny_bert, tiny_torch):
+    """pack_real_tokens: the outputs of the padded path (here XLA-compiled, as jit_compile runs it)
+    at real positions, 0 at padding, and PyTorch's."""
+    import tensorflow as tf
+
+    from tfft.backbones.layers import pack_real_tokens
+
+    backbone = backbones.from_pretrained(str(tiny_bert))
+    inputs = random_batch(backbone.hf_config["vocab_size"], [19, 12, 5])
+    compiled = tf.function(lambda batch: backbone(batch, training=False), jit_compile=True)
+    padded = compiled({name: tf.constant(value) for name, value in inputs.items()})["sequence_output"].numpy()
+    pack_real_tokens(backbone)
+    assert all(layer.packs_real_tokens for layer in backbone.encoder_layers)
+    assert_matches(backbone, tiny_torch, inputs)
+    sequence, _ = keras_outputs(backbone, inputs)
+    real = inputs["attention_mask"].astype(bool)
+    assert (sequence[~real] == 0).all()
+    np.testing.assert_allclose(sequence[real], padded[real], atol=1e-5)
+
+
 def test_minilm_matches_pytorch(minilm):
     pairs = [
         ("A man is playing a guitar.", "Someone plays an acoustic guitar on stage."),

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfft.backbones.layers import pack_real_tokens
 from tfft.data.features import Features, FeatureSpecs
 from tfft.data.pipeline import inference_dataset, input_signature, restore_order
 from tfft.tasks import Task
@@ -72,6 +73,8 @@ def _forward(model, specs: FeatureSpecs):
     """
     forward = _FORWARD.get(model)
     if forward is None:
+        if not model.jit_compile:
+            pack_real_tokens(model)
         forward = tf.function(lambda inputs: model(inputs, training=False),
                               input_signature=[input_signature(specs)], jit_compile=model.jit_compile)
         _FORWARD[model] = forward

@@ -31,6 +31,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfft import modeling
+from tfft.backbones.layers import pack_real_tokens
 from tfft.backbones.saving import write_hf_folder
 from tfft.data.graph_tokenizers import GraphTokenizer
 from tfft.data.pipeline import input_signature
@@ -58,6 +59,7 @@ class ServingModule(tf.Module):
         # tf.saved_model.load binds both to one object, but graph loaders (TF Serving,
         # ``saved_model_cli run``) fail with "Could not find variable" (keras-team/keras#20095).
         self._model = self._no_dependency(model)
+        pack_real_tokens(model)  # Graphs for TF Serving on CPUs and GPUs, without XLA.
         self.model_variables = [variable.value for variable in model.variables]
         self._task = task
         self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]

@@ -154,6 +154,9 @@ class SelfAttention(keras.layers.Layer):
 class TransformerLayer(keras.layers.Layer):
     """A post-LayerNorm encoder layer (BERT): attention then feed-forward, each residual."""
 
+    #: Whether inference runs the dense layers on the real tokens only (:func:`pack_real_tokens`).
+    packs_real_tokens = False
+
     def __init__(
         self,
         hidden_size: int,
@@ -197,11 +200,11 @@ class TransformerLayer(keras.layers.Layer):
     def call(self, hidden, mask_bias, training=None):
         """Returns the layer's output for ``hidden`` [B, S, H].
 
-        At inference the dense layers run on the real tokens only (padding often makes up
-        half a batch of sentences); padding positions of the output are 0. Training batches,
-        bucketed by length, run padded.
+        With :attr:`packs_real_tokens`, inference runs the dense layers on the real tokens
+        only (padding often makes up half a batch of sentences) and the output is 0 at
+        padding positions. Training batches, bucketed by length, run padded.
         """
-        if training:
+        if training or not self.packs_real_tokens:
             return self._block(hidden, mask_bias, training, None)
         positions = real_positions(mask_bias)
         output = self._block(pack(hidden, positions), mask_bias, training, positions)
@@ -214,6 +217,20 @@ class TransformerLayer(keras.layers.Layer):
         expanded = self.activation(self.intermediate(hidden))
         projected = self.dropout(self.output_dense(expanded), training=training)
         return self.output_layer_norm(hidden + projected)
+
+
+def pack_real_tokens(model) -> None:
+    """Lets ``model``'s encoder layers skip padding at inference; call before tracing its forward pass.
+
+    Only where shapes may be dynamic: how many tokens are real is known when the batch runs,
+    while XLA (``jit_compile``, TPUs, which need static shapes) pads that count back to its
+    bound, so packing there only adds gathers. A no-op for models without encoder layers.
+    """
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, TransformerLayer):
+            layer.packs_real_tokens = True
+        else:
+            pack_real_tokens(layer)
 
 
 def real_positions(mask_bias):
