@@ -96,6 +96,11 @@ def _writable(path: Path) -> None:
         ) from None
 
 
+def _characters(value: str | list[str]) -> int:
+    """Characters of one example's input: a string, or a list of them (e.g. choices)."""
+    return len(value) if isinstance(value, str) else sum(map(len, value))
+
+
 def _serve(signature, task: Task, examples: list, texts: dict[str, list], batch_size: int):
     """Runs ``signature`` on ``texts`` a batch at a time, the examples of similar length together.
 
@@ -104,7 +109,7 @@ def _serve(signature, task: Task, examples: list, texts: dict[str, list], batch_
         order, and the time the batches took.
     """
     count = len(examples)
-    order = sorted(range(count), key=lambda i: sum(len(values[i]) for values in texts.values()))
+    order = sorted(range(count), key=lambda i: sum(_characters(values[i]) for values in texts.values()))
     rows: list = [None] * count
     batches = range(0, count, batch_size)
     start = time.perf_counter()

@@ -417,7 +417,7 @@ class QuestionAnswering(Task):
         if self.config.version_2_with_negative:
             files["null_odds.json"] = {row["id"]: row["null_score_diff"] for row in predictions}
         for name, value in files.items():
-            (folder / name).write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+            _write_json(folder / name, value)
         return folder / "predictions.json"
 
     def serving_outputs(self, outputs) -> dict:
@@ -457,14 +457,18 @@ class QuestionAnswering(Task):
 
     def write_served(self, rows: list[dict], path: Path) -> None:
         """Writes ``{id: answer}``, the layout of the official ``predictions.json``."""
-        answers = {row["id"]: row["answer"] for row in rows}
-        path.write_text(json.dumps(answers, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_json(path, {row["id"]: row["answer"] for row in rows})
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForQuestionAnswering``: ``qa_outputs`` on every token, no pooler."""
         tensors = export_tensors(dense_specs(model.get_layer("head"), "qa_outputs"))
         config = {"id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
         return HfHead("ForQuestionAnswering", tensors, config, None)
+
+
+def _write_json(path: Path, value) -> None:
+    """Writes ``value`` as indented UTF-8 JSON, as the official SQuAD files are."""
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class SpanLoss(keras.losses.Loss):
