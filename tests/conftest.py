@@ -343,7 +343,7 @@ def run_export(*args: str, check: bool = True) -> Run:
 
     Takes ``--model_dir``, ``--export_dir``, ``--checkpoint`` and ``--format`` (saved_model or hf).
     """
-    from tfft.export import FORMATS, export_hf, export_saved_model
+    from tfft.exporting import FORMATS, export_hf, export_saved_model
 
     flags = parse_flags(args, {"model_dir": None, "export_dir": None, "checkpoint": "",
                                "format": "saved_model"})
@@ -367,7 +367,7 @@ def run_predict(*args: str, check: bool = True) -> Run:
     Takes ``--export_dir``, ``--input_path``, ``--output_path``, ``--batch_size``,
     ``--input_format`` and ``--input_columns`` (comma-separated; empty: the file has a header).
     """
-    from tfft.predict import predict_file, summary
+    from tfft.prediction import predict_file, summary
 
     flags = parse_flags(args, {"export_dir": None, "input_path": None, "output_path": None,
                                "batch_size": "64", "input_format": "auto", "input_columns": None})

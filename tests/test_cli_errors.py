@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, run_export, run_train, write_sentiment_tsv
+from conftest import REPO, run_cli, run_export, run_train, write_sentiment_tsv
 
 from tfft.config import build_config, save_yaml
 
@@ -75,8 +77,61 @@ def test_missing_model_dir_is_an_absl_flag_error():
     assert "Traceback" not in process.stderr
     # absl's own format: the error line, then its standard hint as the last line.
     *_, error, hint = error_lines(process)
-    assert re.match(r"FATAL Flags parsing error: flag --model_dir=None: .*must have a value", error), error
+    assert re.match(r"FATAL Flags parsing error: flags model_dir=None, .*: --model_dir must have a value "
+                    r"\(only --print_config of a training mode runs without it\)", error), error
     assert hint == "Pass --helpshort or --helpfull to see help on flags."
+
+
+def console_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs the installed console script ``name`` (as a user types it), from the repository root."""
+    script = Path(sys.executable).parent / name
+    if not script.exists():
+        pytest.skip(f"{name} is not installed next to {sys.executable}")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=REPO, timeout=900)
+
+
+@pytest.mark.parametrize(("program", "flags"), [
+    ("tfft-train", ["model_dir", "config_file", "params_override", "mode", "checkpoint", "output_format",
+                    "tpu", "print_config"]),
+    ("tfft-export", ["model_dir", "export_dir", "checkpoint", "format"]),
+    ("tfft-predict", ["export_dir", "input_path", "output_path", "batch_size", "input_format",
+                      "input_columns"]),
+])
+def test_help_lists_the_programs_own_flags(program, flags):
+    process = console_script(program, "--help")
+    assert "Traceback" not in process.stderr, process.stderr[-4000:]
+    assert process.stderr == "", process.stderr  # A quiet start: no TensorFlow or transformers notices.
+    listed = re.findall(r"^  --(?:\[no\])?(\w+):", process.stdout, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(flags), process.stdout
+    assert "absl" not in process.stdout  # absl's own flags stay in --helpfull.
+
+
+def test_print_config_prints_the_resolved_config_without_a_model_dir(tmp_path):
+    args = ["--config_file=configs/glue/sst2.yaml", "--config_file=configs/quickstart.yaml",
+            "--params_override=trainer.epochs=2,task.label_list=[neg, pos]", "--tpu=local"]
+    process = console_script("tfft-train", *args, "--print_config")
+    assert process.returncode == 0 and process.stderr == "", process.stderr[-4000:]
+    assert process.stdout.startswith("# Resolved config of tfft-train --mode=train_and_eval;")
+    (tmp_path / "printed.yaml").write_text(process.stdout)
+    expected = build_config(["configs/glue/sst2.yaml", "configs/quickstart.yaml"],
+                            ["trainer.epochs=2,task.label_list=[neg, pos]",
+                             {"runtime": {"strategy": "tpu", "tpu": "local"}}])
+    assert build_config([str(tmp_path / "printed.yaml")]) == expected
+    assert "  # Passes over the training data.\n  epochs: 2\n" in process.stdout
+    assert list(tmp_path.iterdir()) == [tmp_path / "printed.yaml"]
+
+
+def test_print_config_of_eval_is_the_runs_params(tmp_path, tiny_bert, data):
+    model_dir = untrained_model_dir(tmp_path / "model", tiny_bert, data)
+    before = sorted(model_dir.rglob("*"))
+    process = run_cli("tfft.cli.train", f"--model_dir={model_dir}", "--mode=eval", "--print_config",
+                      "--params_override=trainer.eval_batch_size=7")
+    (tmp_path / "printed.yaml").write_text(process.stdout)
+    expected = build_config([str(model_dir / "params.yaml")], "trainer.eval_batch_size=7")
+    assert build_config([str(tmp_path / "printed.yaml")]) == expected
+    assert sorted(model_dir.rglob("*")) == before
+    no_model_dir = run_cli("tfft.cli.train", "--mode=eval", "--print_config", check=False)
+    assert "--model_dir must have a value" in no_model_dir.stderr
 
 
 def test_stray_positional_argument(tmp_path, tiny_bert, data):

@@ -18,6 +18,7 @@ from tfft.config import (
     parse_overrides,
     save_yaml,
     task_config,
+    to_commented_yaml,
     to_dict,
 )
 from tfft.errors import TfftError
@@ -357,3 +358,45 @@ def test_config_finds_the_tasks_without_importing_them():
             "print(type(config.task).__name__, config.task.tag_scheme)")
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert process.stdout.split() == ["TokenClassificationConfig", "bioes"]
+
+
+# --- to_commented_yaml (tfft-train --print_config) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("files", "overrides"), [
+    (["configs/glue/sst2.yaml", "configs/quickstart.yaml"],
+     "task.label_list=['a,b', 'it''s: #1'],trainer.adam_epsilon=1e-6,runtime.strategy=tpu,runtime.tpu=local"),
+    (["configs/squad/squad_v2.yaml"], "task.doc_stride=64,trainer.profile_steps=[2, 4]"),
+    (["configs/ner/conll2003.yaml"], {"task": {"train_data": {"input_path": "a\nb", "columns": ["w", "t"]}}}),
+    (["configs/multiple_choice/race.yaml"], ""),
+])
+def test_commented_yaml_loads_back_to_the_same_config(tmp_path, files, overrides):
+    config = build_config(files, overrides)
+    text = to_commented_yaml(config, "first line\nsecond line")
+    path = tmp_path / "printed.yaml"
+    path.write_text(text)
+    assert build_config([str(path)]) == config
+    assert yaml.safe_load(text) == to_dict(config)
+    assert text.startswith("# first line\n# second line\n")
+
+
+def test_commented_yaml_documents_every_key_of_the_task_section():
+    config = build_config(["configs/squad/squad_v1.yaml"])
+    lines = to_commented_yaml(config).splitlines()
+
+    def comment_above(key: str, indent: str = "  ") -> str:
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"{indent}{key}:"))
+        comments = []
+        while lines[index - 1].lstrip().startswith("#"):
+            index -= 1
+            comments.insert(0, lines[index].strip("# "))
+        return " ".join(comments)
+
+    assert comment_above("doc_stride").startswith("Context tokens between the starts of consecutive windows")
+    assert comment_above("type") == "Task name; see tfft.tasks.TASKS for the choices."
+    assert comment_above("mixed_precision") == (
+        "Keras dtype policy. Choices: float32, mixed_float16, mixed_bfloat16.")
+    assert comment_above("input_path", "    ").startswith("File path or glob")
+    assert comment_above("trainer", "").startswith("How to train")
+    assert all(len(line) <= 100 for line in lines if line.lstrip().startswith("#"))
+    assert "``" not in "\n".join(lines)

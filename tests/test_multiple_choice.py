@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -81,6 +82,18 @@ def test_race_passages_and_questions(tmp_path):
     assert examples[0].pairs()[1] == ("Tom has a dog.", "Tom has a dog .")  # The blank is filled.
     assert examples[1].pairs()[2] == ("Tom has a dog.", "Who is it? Bob")
     assert examples[0].labels == ("A", "B", "C", "D")
+
+
+def test_race_release_txt_files_are_json_without_a_format(tmp_path):
+    """RACE as released: a folder of ``.txt`` files, one JSON passage each; ``format: auto`` reads them."""
+    for number in (1, 2):
+        passage = {"id": f"{number}.txt", "article": "Tom has a dog.", "questions": ["Who?"],
+                   "options": [["Tom", "Ann"]], "answers": ["A"]}
+        (tmp_path / f"{number}.txt").write_text(json.dumps(passage))
+    data = DataConfig(input_path=str(tmp_path / "*.txt"))
+    examples = task().read_examples(data)
+    assert [e.id for e in examples] == ["1.txt-0", "2.txt-0"]
+    assert examples == task().read_examples(dataclasses.replace(data, format="json"))
 
 
 def test_swag_csv_hellaswag_and_plain_layouts(tmp_path):
@@ -211,7 +224,7 @@ def test_hf_export_is_the_family_multiple_choice_model_with_the_same_logits(fami
     import torch
     import transformers
 
-    from tfft.export import export_hf
+    from tfft.exporting import export_hf
 
     model, tokenizer = in_process_run(make_tiny_checkpoint(family, tmp_path / "checkpoint"), tmp_path / "run")
     export_hf(tmp_path / "run", tmp_path / "hf")
@@ -299,6 +312,15 @@ def test_saved_model_takes_choices_and_reproduces_accuracy(mc_run, tiny_bert):
     expected = [json.loads(line) for line in (model_dir / "predictions.jsonl").read_text().splitlines()]
     assert [row["label"] for row in served] == [row["label"] for row in expected]
     for ours, theirs in zip(served, expected, strict=True):
+        assert ours["probabilities"] == pytest.approx(theirs["probabilities"], abs=2e-6)
+    # The Python API: (question, context, choices) from the run and from the export.
+    import tfft
+
+    texts = [(e.question, e.context, list(e.choices)) for e in examples[:10]]
+    from_run, from_export = tfft.predict(model_dir, texts), tfft.predict(export_dir, texts)
+    assert [row["answer"] for row in from_run] == [row["answer"] for row in from_export] == [
+        row["answer"] for row in expected[:10]]
+    for ours, theirs in zip(from_export, from_run, strict=True):
         assert ours["probabilities"] == pytest.approx(theirs["probabilities"], abs=2e-6)
 
 

@@ -21,7 +21,7 @@ from conftest import REPO, Run, run_export, run_predict, run_train
 
 from tfft.config import DataConfig, task_config
 from tfft.errors import TfftError
-from tfft.tasks import Task, build_task
+from tfft.tasks import Task, build_task, get_task
 from tfft.tasks.sentence import SentenceExample
 from tfft.tasks.token_classification import TokenExample
 
@@ -125,10 +125,10 @@ def test_errors_are_one_line(sentiment, tmp_path):
 
 def test_an_export_serving_token_ids_is_refused(sentiment, tmp_path, monkeypatch):
     """An export whose tokenizer could not go into the graph serves token ids under serving_default."""
-    import tfft.export
+    import tfft.exporting
 
     model_dir, _, dev = sentiment
-    monkeypatch.setattr(tfft.export, "_graph_tokenizer", lambda *args: None)
+    monkeypatch.setattr(tfft.exporting, "_graph_tokenizer", lambda *args: None)
     export_dir = tmp_path / "token_ids"
     run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
     run = failing_predict(f"--export_dir={export_dir}", f"--input_path={dev}",
@@ -146,15 +146,20 @@ def test_an_export_serving_token_ids_is_refused(sentiment, tmp_path, monkeypatch
 
 
 def test_input_is_read_as_the_run_read_its_data():
-    from tfft.predict import input_data
+    from tfft.prediction import input_data
 
     config = task_config("sentence_classification")
     config.train_data = DataConfig(input_path="train.txt", format="tsv", columns=["sentence", "label"])
     config.validation_data = DataConfig(input_path="dev.txt", format="csv", columns=["id", "sentence"])
-    assert input_data(config, "new.txt") == DataConfig("new.txt", format="csv", columns=["id", "sentence"])
-    assert input_data(config, "new.jsonl").format == "auto"  # The suffix names a format.
-    assert input_data(config, "new.txt", "tsv", []) == DataConfig("new.txt", format="tsv", columns=[])
-    assert input_data(task_config("sentence_classification"), "x.txt").format == "auto"
+    task = get_task(config)
+    assert input_data(task, "new.txt") == DataConfig("new.txt", format="csv", columns=["id", "sentence"])
+    assert input_data(task, "new.jsonl").format == "auto"  # The suffix names a format.
+    assert input_data(task, "new.txt", "tsv", []) == DataConfig("new.txt", format="tsv", columns=[])
+    assert input_data(build_task("sentence_classification"), "x.txt").format == "auto"
+    # A suffix the task declares names a format too: token classification reads .txt as CoNLL.
+    tagger = task_config("token_classification", label_list=TAGS)
+    tagger.train_data = DataConfig(input_path="train.jsonl", format="jsonl")
+    assert input_data(get_task(tagger), "new.txt").format == "auto"
 
 
 def test_sentence_pairs_regression_and_multi_label_rows():

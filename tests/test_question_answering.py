@@ -439,6 +439,23 @@ def test_tfft_predict_writes_the_answers_of_predict_mode(qa_predicted, qa_data, 
     assert json.loads(output.read_text()) == json.loads((qa_predicted / "predictions.json").read_text())
 
 
+def test_python_api_answers_questions_from_the_run_and_its_export(qa_predicted, qa_data, qa_export):
+    import tfft
+
+    records = [record.fields for record in read_records(qa_data[1])][:12]
+    expected = json.loads((qa_predicted / "predictions.json").read_text())
+    from_run = tfft.predict(qa_predicted, [(r["question"], r["context"]) for r in records])
+    pairs = [{"question": r["question"], "context": r["context"]} for r in records]
+    from_export = tfft.predict(qa_export, pairs)
+    assert [row["answer"] for row in from_run] == [row["answer"] for row in from_export] == [
+        expected[r["id"]] for r in records]
+    assert from_run[0]["nbest"][0]["text"] == from_run[0]["answer"]  # Predict mode's rows, n-best included.
+    assert all(r["context"][row["answer_start"]:row["answer_end"]] == row["answer"]
+               for r, row in zip(records, from_export, strict=True))
+    one = tfft.predict(qa_export, {"question": records[0]["question"], "context": records[0]["context"]})
+    assert one == {**from_export[0], "id": "0"}
+
+
 def test_check_export_reproduces_exact_match_and_f1_with_tensorflow_alone(qa_run, qa_export):
     report = check_export(qa_run, qa_export)
     assert not any(report["imported"].values()), report

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zipfile
 
 import pytest
 from conftest import SHARED_DATA
 
+from tfft.config import DataConfig
 from tfft.data import sources
-from tfft.data.sources import Record, format_names, infer_format, read_records, register_format
+from tfft.data.sources import Record, format_names, infer_format, read_data, read_records, register_format
 from tfft.errors import TfftError
 
 
@@ -122,6 +125,24 @@ def test_byte_order_mark_is_not_part_of_the_header(tmp_path):
     assert list(read_records(str(path))[0].fields) == ["text", "label"]
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("a.conll", "EU B-ORG\nrejects O\n\nPeter B-PER\n"),
+     ("a.json", '[{"a": 1},\n{"a": 2}]\n'),
+     ("squad.json", '{"data": [{"title": "t",\n"paragraphs": [{"context": "c", "qas": [{"id": "q"}]}]}]}'),
+     ("headerless.tsv", "a b\t1\nc\t0\n")],
+)
+def test_byte_order_mark_and_windows_line_endings_in_every_format(tmp_path, name, text):
+    plain = tmp_path / "plain" / name
+    plain.parent.mkdir()
+    plain.write_text(text)
+    windows = tmp_path / name
+    windows.write_bytes(text.replace("\n", "\r\n").encode("utf-8-sig"))
+    columns = ["sentence", "label"] if name.endswith(".tsv") else []
+    expected = [(r.fields, r.line) for r in read_records(str(plain), columns=columns)]
+    assert [(r.fields, r.line) for r in read_records(str(windows), columns=columns)] == expected
+
+
 # --- CSV -------------------------------------------------------------------------------------------
 
 
@@ -193,10 +214,30 @@ def test_jsonl_max_examples(tmp_path):
         ("tfds:glue/sst2/train", "auto", "tfds"),
         ("x.txt", "tsv", "tsv"),
         ("x.tsv", "csv", "csv"),
+        ("glue/train.tsv.gz", "auto", "tsv"),
+        ("x.JSONL.GZ", "auto", "jsonl"),
+        ("x.csv.gz", "tsv", "tsv"),
     ],
 )
 def test_infer_format(path, declared, expected):
     assert infer_format(path, declared) == expected
+
+
+def test_a_task_says_what_a_suffix_means_for_its_data(tmp_path):
+    suffixes = {".txt": "conll", ".json": "jsonl"}
+    assert infer_format("conll2003/train.txt", "auto", suffixes) == "conll"
+    assert infer_format("train.TXT.gz", "auto", suffixes) == "conll"
+    assert infer_format("x.json", "auto", suffixes) == "jsonl"  # Over the registered meaning.
+    assert infer_format("x.jsonl", "auto", suffixes) == "jsonl"
+    assert infer_format("x.tsv", "auto", suffixes) == "tsv"
+    assert infer_format("x.txt", "tsv", suffixes) == "tsv"  # A declared format wins.
+    with pytest.raises(TfftError, match=r"use a \.conll/\.csv/\.json/\.jsonl/\.tsv/\.txt suffix"):
+        infer_format("x.dat", "auto", suffixes)
+    path = write(tmp_path / "a.txt", "EU B-ORG\n\nPeter B-PER\n")
+    data = DataConfig(input_path=path)
+    assert [r.fields["tokens"] for r in read_data(data, suffixes)] == [["EU"], ["Peter"]]
+    with pytest.raises(TfftError, match="cannot tell the format"):  # Other tasks: no meaning.
+        read_data(data)
 
 
 def test_unknown_suffix_is_an_error(tmp_path):
@@ -253,6 +294,58 @@ def test_header_less_tsv_takes_column_names_from_the_config(tmp_path):
     bad = write(tmp_path / "bad.tsv", "a\tb\n")
     with pytest.raises(TfftError, match=rf"{at(bad, 1)}: expected 3 TSV fields as task\.\*_data\.columns"):
         read_records(bad, columns=["text", "labels", "id"])
+
+
+def test_gzip_files_are_read_as_the_file_they_hold(tmp_path):
+    text = "sentence\tlabel\r\nit is good\t1\r\nit is bad\t0\r\n"
+    expected = [(r.fields, r.line) for r in read_records(write(tmp_path / "plain.tsv", text))]
+    for name, fmt in (("train.tsv.gz", "auto"), ("train.data", "tsv")):  # By content, not by name.
+        (tmp_path / name).write_bytes(gzip.compress(text.encode("utf-8-sig")))
+        assert [(r.fields, r.line) for r in read_records(str(tmp_path / name), fmt)] == expected
+    rows = "".join(json.dumps({"i": i}) + "\n" for i in range(5))
+    (tmp_path / "many.jsonl.gz").write_bytes(gzip.compress(rows.encode()))
+    assert [r.fields["i"] for r in read_records(str(tmp_path / "*.jsonl.gz"), max_examples=3)] == [0, 1, 2]
+
+
+def test_unreadable_files_say_what_to_do(tmp_path):
+    damaged = tmp_path / "damaged.tsv.gz"
+    damaged.write_bytes(gzip.compress(b"sentence\tlabel\n" * 100)[:30])
+    with pytest.raises(TfftError, match=rf"^'{re.escape(str(damaged))}' is a damaged gzip file \(.+\); "
+                                        "download or compress it again$"):
+        read_records(str(damaged))
+    archive = tmp_path / "glue.tsv"
+    with zipfile.ZipFile(archive, "w") as file:
+        file.writestr("train.tsv", "sentence\tlabel\n")
+    with pytest.raises(TfftError, match=rf"^'{re.escape(str(archive))}' is a zip archive; unzip it"):
+        read_records(str(archive))
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("sentence\tlabel\ncaf\u00e9\t1\n".encode("latin-1"))
+    with pytest.raises(TfftError, match=rf"^'{re.escape(str(latin))}' is not UTF-8 text \(it holds the byte "
+                                        r"b'\\xe9'\); save it as UTF-8"):
+        read_records(str(latin))
+
+
+def test_a_folder_as_input_path_names_a_glob_of_its_files(tmp_path):
+    for name in ("middle_1.txt", "middle_2.txt", "README"):
+        write(tmp_path / name, "{}")
+    with pytest.raises(TfftError, match=rf"^input_path '{re.escape(str(tmp_path))}' is a folder; set it to a "
+                                        rf"file in it or to a glob of its files, e\.g\. "
+                                        rf"'{re.escape(str(tmp_path / '*.txt'))}'$"):
+        read_records(str(tmp_path))  # Before the folder's name is taken for a format.
+    # RACE as released: a folder of .txt files holding a JSON passage each.
+    assert len(read_records(str(tmp_path / "*.txt"), "json")) == 2
+    records = tmp_path / "records"
+    records.mkdir()
+    for name in ("train-00000-of-00001.tfrecord", "validation-00000-of-00001.tfrecord", "metadata.json"):
+        write(records / name, "")
+    with pytest.raises(TfftError, match=re.escape(f"e.g. '{records / 'train-*.tfrecord'}'")):
+        read_records(str(records))
+
+
+def test_negative_max_examples_is_an_error(tmp_path):
+    path = write(tmp_path / "data.tsv", "sentence\tlabel\nx\t1\n")
+    with pytest.raises(TfftError, match=r"max_examples of .* is -1; set task\.\*_data\.max_examples to 0"):
+        read_records(path, max_examples=-1)
 
 
 def test_missing_file(tmp_path):

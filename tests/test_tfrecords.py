@@ -9,9 +9,16 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CHOICE_SPECS, REPO, choice_features, run_trains_in_new_process
+from conftest import (
+    CHOICE_SPECS,
+    REPO,
+    choice_features,
+    run_create_tfrecords,
+    run_train,
+    run_trains_in_new_process,
+)
 from test_question_answering import synthetic_questions, write_squad
-from test_token_classification import synthetic_sentences, write_conll
+from test_token_classification import TAGS, overrides, synthetic_sentences, write_conll
 
 from tfft.config import DataConfig, task_config
 from tfft.data import tfrecords
@@ -180,14 +187,101 @@ def test_tfrecord_input_errors(tiny_bert, records, tmp_path):
     errors = []
     for process in run_trains_in_new_process(
             train(**{"task.max_seq_length": 16}), train("configs/glue/stsb.yaml"),
-            train(**{"task.label_list": "[neg,pos]"}), train(**{"task.train_data.max_examples": 10}),
+            train(**{"task.label_list": "[neg,pos]"}), train(**{"task.train_data.max_examples": -1}),
             check=False):
         assert process.returncode == 1 and "Traceback" not in process.stderr
         errors.append(process.stderr.strip().splitlines()[-1])
     assert "was written with max_seq_length 32 but task.max_seq_length is 16" in errors[0]
     assert "holds sentence_classification data but task.type is sentence_regression" in errors[1]
     assert "was written with labels ['0', '1'] but the config gives ['neg', 'pos']" in errors[2]
-    assert "task.train_data.max_examples does not apply to TFRecord input" in errors[3]
+    assert "' is -1; set task.*_data.max_examples to 0 (all) or the number" in errors[3]
+
+
+def write_both_splits(task, features, folder, num_shards: int = 3) -> None:
+    """Writes ``features`` as the train and the validation split of ``folder``."""
+    length, specs = task.config.max_seq_length, task.feature_specs
+    splits = {split: tfrecords.write_split(str(folder), split, features, specs, length, num_shards,
+                                           with_examples=split == "validation")
+              for split in tfrecords.SPLITS}
+    tfrecords.write_metadata(str(folder), {"task": task.name, "max_seq_length": length,
+                                           "label_names": task.label_names, "splits": splits})
+
+
+@pytest.mark.parametrize("kind", ["token_classification", "question_answering"])
+def test_max_examples_reads_the_records_of_the_first_examples(kind, tokenizer, tmp_path):
+    task, examples = task_and_examples(kind, tmp_path)
+    write_both_splits(task, task.encode(examples, tokenizer), tmp_path)
+    first = task.encode(examples[:7], tokenizer)
+    assert len(first) > 7  # Examples cut into windows: 7 examples are more records.
+
+    source = tfrecords.TFRecordSource(tfrecords.open_split(str(tmp_path / "train-*.tfrecord"), 7))
+    assert (source.num_rows, source.num_examples) == (len(first), 7)
+    rows = [inputs["input_ids"].numpy() for inputs, _ in source.examples()[0]]
+    assert len(rows) == len(first)
+    for ids, offset, count in zip(rows, first.offsets(), first.lengths, strict=True):
+        np.testing.assert_array_equal(ids[:count], first.columns["input_ids"][offset:offset + count])
+    parts = [source.examples(tf.distribute.InputContext(2, worker, 2)) for worker in range(2)]
+    assert all(sharded for _, sharded in parts)  # The first records, each on one worker.
+    seen = sorted(tuple(inputs["input_ids"].numpy()) for dataset, _ in parts for inputs, _ in dataset)
+    assert seen == sorted(tuple(ids) for ids in rows)
+
+    back = tfrecords.read_features(tfrecords.open_split(str(tmp_path / "validation-*.tfrecord"), 7),
+                                   task.example_type)
+    assert back.num_examples == 7 and len(back) == len(first)
+    np.testing.assert_array_equal(back.columns["input_ids"], first.columns["input_ids"])
+    np.testing.assert_array_equal(back.example_index, first.example_index)
+    if first.examples is not None:  # QA: the questions and contexts.
+        assert back.examples == first.examples
+    length = task.config.max_seq_length
+    scores = [2] if kind == "question_answering" else [len(task.label_names)]
+    outputs = np.random.default_rng(0).normal(size=(len(first), length, *scores))
+    assert task.evaluate(outputs, back) == pytest.approx(task.evaluate(outputs, first))
+    everything = tfrecords.open_split(str(tmp_path / "validation-*.tfrecord"), 1000)
+    assert (everything.rows, everything.examples, everything.partial) == (
+        everything.info["rows"], len(examples), False)
+
+
+def test_max_examples_counts_records_in_training_files_that_do_not_know_their_examples(tokenizer, tmp_path):
+    task, examples = task_and_examples("token_classification", tmp_path)
+    write_both_splits(task, task.encode(examples, tokenizer), tmp_path)
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    del metadata["splits"]["train"]["example_ids"]  # As written before training rows carried them.
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    split = tfrecords.open_split(str(tmp_path / "train-*.tfrecord"), 7)
+    info = split.info
+    assert not split.counts_examples and split.rows == 7
+    assert split.examples == round(7 * info["examples"] / info["rows"])
+    assert sum(1 for _ in tfrecords.TFRecordSource(split).examples()[0]) == 7
+
+
+def test_training_and_evaluation_on_the_first_examples_of_tfrecord_files(tiny_bert, tmp_path):
+    data = (write_conll(tmp_path / "train.conll", synthetic_sentences(60, 1)),
+            write_conll(tmp_path / "dev.conll", synthetic_sentences(30, 2)))
+    small = {"task.max_seq_length": 8, "trainer.epochs": 2, "trainer.train_batch_size": 4}
+    records = tmp_path / "records"
+    run_create_tfrecords("--config_file=configs/ner/conll2003.yaml", f"--output_dir={records}",
+                         "--num_shards=3", f"--params_override={overrides(tiny_bert, data, **small)}")
+    task = get_task(task_config("token_classification", max_seq_length=8, label_list=TAGS))
+    train_rows = len(task.encode(task.read_examples(DataConfig(input_path=data[0], max_examples=25)),
+                                 load_tokenizer(tiny_bert)))
+    assert train_rows > 25
+
+    model_dir = tmp_path / "model"
+    files = (records / "train-*.tfrecord", records / "validation-*.tfrecord")
+    limits = {"task.train_data.max_examples": 25, "task.validation_data.max_examples": 12}
+    run = run_train("--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
+                    f"--params_override={overrides(tiny_bert, files, **small, **limits)}")
+    results = json.loads((model_dir / "train_results.json").read_text())
+    assert results["train_examples"] == 25
+    assert results["steps"] == 2 * (train_rows // 4)  # Fixed-length batches drop the remainder.
+    assert "the first 25 examples of" in run.stderr
+    from_records = json.loads((model_dir / "eval_results.json").read_text())
+    assert from_records["num_examples"] == 12
+    run_train(f"--model_dir={model_dir}", "--mode=eval", "--params_override=task.validation_data.input_path="
+              f"{data[1]},task.validation_data.max_examples=12")
+    from_text = json.loads((model_dir / "eval_results.json").read_text())
+    for key in ("num_examples", "f1", "accuracy", "loss"):
+        assert from_records[key] == pytest.approx(from_text[key], rel=1e-5), key
 
 
 def test_rows_of_several_sequences_round_trip_with_their_declared_shape(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import json
 import logging
 import random
@@ -86,6 +88,27 @@ def test_real_conll2003_test_split():
     records = read_records(str(SHARED_DATA / "conll2003" / "test.txt"), "conll")
     assert len(records) == 3453
     assert records[0].fields["tokens"][:3] == ["SOCCER", "-", "JAPAN"]
+
+
+def test_txt_files_are_read_as_conll_without_a_format(tmp_path):
+    # CoNLL-2003, WNUT and OntoNotes' CoNLL conversions ship .txt files.
+    real = DataConfig(input_path=str(SHARED_DATA / "conll2003" / "test.txt"), max_examples=50)
+    task = get_task(token_config(label_list=["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC",
+                                             "B-MISC", "I-MISC"]))
+    examples = task.read_examples(real)
+    assert examples == task.read_examples(dataclasses.replace(real, format="conll"))
+    assert examples[0].words[:3] == ("SOCCER", "-", "JAPAN") and len(examples) == 50
+    sentences = [(["EU", "rejects"], ["B-ORG", "O"]), (["Peter"], ["B-PER"])]
+    plain = write_conll(tmp_path / "train.conll", sentences)
+    (tmp_path / "train.txt.gz").write_bytes(gzip.compress((tmp_path / "train.conll").read_bytes()))
+    task = get_task(token_config(label_list=TAGS))
+    compressed = task.read_examples(DataConfig(input_path=str(tmp_path / "train.txt.gz")))
+    expected = task.read_examples(DataConfig(input_path=plain))
+    assert [(e.words, e.tags) for e in compressed] == [(e.words, e.tags) for e in expected]
+    # A declared format still wins.
+    jsonl = tmp_path / "sentences.txt"
+    jsonl.write_text(json.dumps({"tokens": ["Peter"], "tags": ["B-PER"]}) + "\n")
+    assert task.read_examples(DataConfig(input_path=str(jsonl), format="jsonl"))[0].tags == ("B-PER",)
 
 
 def test_tag_list_from_training_data_puts_o_first(ner_data):
@@ -221,6 +244,18 @@ def test_predict_writes_word_level_tags_as_jsonl_and_conll(ner_run, ner_data):
     conll = read_records(str(ner_run / "predictions.conll"), "conll")
     assert [r.fields["tokens"] for r in conll] == [row["tokens"] for row in rows]
     assert [r.fields["columns"][1] for r in conll] == [row["tags"] for row in rows]
+
+
+def test_python_api_tags_texts_and_word_lists_from_the_run_and_its_export(ner_run, ner_data, ner_export):
+    import tfft
+
+    sentences = [list(record.fields["tokens"]) for record in read_records(ner_data[1])][:16]
+    from_run = tfft.predict(ner_run, [" ".join(words) for words in sentences])
+    from_export = tfft.predict(ner_export, sentences)  # Word lists.
+    assert from_run == from_export
+    assert [row["tokens"] for row in from_run] == sentences
+    assert len({tag for row in from_run for tag in row["tags"]}) > 2  # Entities were tagged.
+    assert tfft.predict(ner_export, " ".join(sentences[0])) == from_run[0]
 
 
 def test_conll_output_for_a_sentence_task_is_refused(tmp_path, tiny_bert):

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
+import json
 import logging
+import textwrap
 import types
 import typing
 from collections.abc import Sequence
@@ -140,9 +142,9 @@ class TrainerConfig:
     learning_rate: float = config_field(2e-5, doc="Peak learning rate of AdamW.")
     warmup_fraction: float = config_field(0.1, doc="Fraction of steps with linear warmup.")
     weight_decay: float = config_field(0.01, doc="Decoupled weight decay (not on LayerNorm or bias).")
-    adam_beta_1: float = config_field(0.9)
-    adam_beta_2: float = config_field(0.999)
-    adam_epsilon: float = config_field(1e-8)
+    adam_beta_1: float = config_field(0.9, doc="AdamW decay rate of the gradient mean.")
+    adam_beta_2: float = config_field(0.999, doc="AdamW decay rate of the squared-gradient mean.")
+    adam_epsilon: float = config_field(1e-8, doc="AdamW term added to the denominator.")
     max_grad_norm: float = config_field(1.0, doc="Global gradient-norm clip (0 = off).")
     early_stopping_patience: int = config_field(
         0, doc="Stop after this many evaluations without improvement (0 = off)."
@@ -167,7 +169,10 @@ class TrainerConfig:
     static_shapes: bool = config_field(
         False, doc="Pad every batch to max_seq_length and drop the remainder (TPU)."
     )
-    log_every_steps: int = config_field(50, doc="TensorBoard training-scalar interval.")
+    log_every_steps: int = config_field(
+        50, doc="Optimizer steps between training scalars in TensorBoard, and between log lines where "
+        "no progress bar is drawn (output that is not a terminal)."
+    )
     profile_steps: list = config_field(
         [], doc="[first, last] training batches (1-based, counted from the start of training) to "
         "record with the TensorFlow profiler into logs/profile for TensorBoard's Profile tab "
@@ -394,3 +399,68 @@ def to_dict(config) -> dict:
 def save_yaml(config: ExperimentConfig, path: str | Path) -> None:
     """Writes the resolved config as YAML (reloadable with :func:`build_config`)."""
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def to_commented_yaml(config: ExperimentConfig, header: str = "") -> str:
+    """The config as YAML with each key's doc (and choices) as a comment above it.
+
+    :func:`build_config` loads the text back to an equal config.
+
+    Args:
+        config: The config to write.
+        header: Comment lines put first (without ``#``; may be empty).
+    """
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    _commented_section(config, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+#: Comment width of :func:`to_commented_yaml`, indentation included.
+_COMMENT_WIDTH = 100
+
+
+def _commented_section(section, depth: int, lines: list[str]) -> None:
+    """Appends the keys of dataclass ``section`` (at ``depth`` levels of indentation) to ``lines``."""
+    indent = "  " * depth
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        if dataclasses.is_dataclass(value):
+            lines.extend(_comment(_summary(type(value)), indent))
+            lines.append(f"{indent}{field.name}:")
+            _commented_section(value, depth + 1, lines)
+            continue
+        lines.extend(_comment(_field_doc(field), indent))
+        lines.append(indent + _yaml_entry(field.name, value))
+
+
+def _summary(cls: type) -> str:
+    """The first line of a class docstring."""
+    return (cls.__doc__ or "").strip().split("\n")[0]
+
+
+def _field_doc(field: dataclasses.Field) -> str:
+    """A field's doc and, where it has them, its allowed values."""
+    doc, choices = field.metadata.get("doc", ""), field.metadata.get("choices")
+    if choices:
+        doc = f"{doc} Choices: {', '.join(map(str, choices))}.".strip()
+    return doc
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    """``text`` as ``#`` lines wrapped to :data:`_COMMENT_WIDTH` (none for empty text).
+
+    reStructuredText's double backquotes are left out.
+    """
+    width = max(_COMMENT_WIDTH - len(indent), 40)
+    prefix = f"{indent}# "
+    return textwrap.wrap(text.replace("``", ""), width, initial_indent=prefix, subsequent_indent=prefix)
+
+
+def _yaml_entry(name: str, value: Any) -> str:
+    """``name: value`` on one line (lists and mappings in flow style), as YAML reads it back."""
+    # A one-item flow sequence renders the value alone, quoted where YAML needs it.
+    text = yaml.safe_dump([value], default_flow_style=True, width=float("inf"), allow_unicode=True)
+    text = text.strip()[1:-1]
+    if "\n" in text:  # A string with line breaks: JSON's escapes keep it on one line.
+        text = json.dumps(value, ensure_ascii=False)
+    return f"{name}: {text}"

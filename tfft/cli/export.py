@@ -7,10 +7,10 @@ Example:
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from tfft.cli.common import user_errors
-from tfft.export import FORMATS, export_hf, export_saved_model
+from tfft.cli.common import run_main, user_errors
+from tfft.exporting import FORMATS, export_hf, export_saved_model
 
 flags.DEFINE_string("model_dir", None, "Directory written by tfft-train.")
 flags.DEFINE_string("export_dir", None, "New directory for the exported model.")
@@ -41,7 +41,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 r"""``tfft-predict``: run an exported SavedModel on a data file, one prediction per example.
 
-See :mod:`tfft.predict`.
+See :mod:`tfft.prediction`.
 
 Example:
     tfft-predict --export_dir=/tmp/sst2/export/1 --input_path=reviews.tsv \\
@@ -9,11 +9,11 @@ Example:
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from tfft.cli.common import user_errors
+from tfft.cli.common import run_main, user_errors
 from tfft.data.sources import format_names
-from tfft.predict import predict_file, summary
+from tfft.prediction import predict_file, summary
 
 flags.DEFINE_string("export_dir", None, "SavedModel directory written by tfft-export.")
 flags.DEFINE_string("input_path", None, "Data file, glob or tfds:NAME/SPLIT to predict (labels are ignored).")
@@ -42,7 +42,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    run_main(main, __name__)
 
 
 if __name__ == "__main__":

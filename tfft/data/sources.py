@@ -4,17 +4,28 @@ A *record* is one row as a dict of column name to value, with the place it came
 from, so every later error can name the file and line. Files are read through
 ``tf.io.gfile``, so ``gs://`` paths work where TensorFlow's GCS support is installed;
 an ``input_path`` with ``*``, ``?`` or ``[`` reads every matching file in name order.
-Formats are registered by name (:func:`register_format`): the built-in ones here, and
-any a task module adds for the layouts its datasets are published in.
+Files are UTF-8 text, with or without a byte order mark, with Unix or Windows (CRLF)
+line ends, and may be gzip-compressed (``train.tsv.gz``: a ``.gz`` suffix is looked
+past when the format is inferred). Formats are registered by name
+(:func:`register_format`): the built-in ones here, and any a task module adds for the
+layouts its datasets are published in. A task may also declare what a suffix means
+for its data (e.g. ``.txt`` files as CoNLL for token classification) and pass that
+to :func:`read_data`.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import dataclasses
+import gzip
+import io
 import itertools
 import json
-from collections.abc import Callable, Iterator
+import posixpath
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -23,8 +34,10 @@ from tfft.config import DataConfig
 from tfft.errors import TfftError, located, reason
 
 TFDS_PREFIX = "tfds:"
-#: Written at the start of "UTF-8 with BOM" files (e.g. by spreadsheet programs).
-BYTE_ORDER_MARK = "\ufeff"
+#: Ends the name of a gzip-compressed file, which is read as the file it holds.
+GZIP_SUFFIX = ".gz"
+#: The first bytes of gzip and zip files.
+_GZIP_MAGIC, _ZIP_MAGIC = b"\x1f\x8b", b"PK\x03\x04"
 #: Characters that make an input_path a glob pattern.
 GLOB_CHARACTERS = "*?["
 #: Read by the training pipeline itself (:mod:`tfft.data.tfrecords`), not as records.
@@ -76,8 +89,17 @@ def format_names() -> list[str]:
     return ["auto", *sorted([*_READERS, TFRECORD_FORMAT])]
 
 
-def infer_format(path: str, declared: str = "auto") -> str:
+def infer_format(path: str, declared: str = "auto", suffixes: Mapping[str, str] | None = None) -> str:
     """The input format named in the config, or inferred from the path.
+
+    Args:
+        path: The input path (a file, a glob or a ``tfds:`` spec).
+        declared: ``task.*_data.format``; ``auto`` infers it from the path.
+        suffixes: What file-name suffixes mean for the task's data (e.g. ``{".txt": "conll"}``),
+            over the suffixes of registered formats.
+
+    Returns:
+        The format's name. The longest matching suffix wins; a ``.gz`` ending is looked past.
 
     Raises:
         TfftError: for an unknown format name, or a path whose suffix names none.
@@ -91,16 +113,19 @@ def infer_format(path: str, declared: str = "auto") -> str:
         return declared
     if path.startswith(TFDS_PREFIX):
         return "tfds"
-    for suffix, fmt in _SUFFIXES.items():
-        if path.lower().endswith(suffix):
-            return fmt
+    known = {**_SUFFIXES, **{suffix.lower(): fmt for suffix, fmt in (suffixes or {}).items()}}
+    name = path.lower().removesuffix(GZIP_SUFFIX)
+    matches = [suffix for suffix in known if name.endswith(suffix)]
+    if matches:
+        return known[max(matches, key=len)]
     raise TfftError(
-        f"cannot tell the format of '{path}' from its name; use a {'/'.join(sorted(_SUFFIXES))} suffix, "
-        f"'tfds:NAME/SPLIT', or set the data's 'format' key to one of {', '.join(format_names())}"
+        f"cannot tell the format of '{path}' from its name; use a {'/'.join(sorted(known))} suffix "
+        f"(gzip files: the same and {GZIP_SUFFIX}), 'tfds:NAME/SPLIT', or set the data's 'format' key "
+        f"to one of {', '.join(format_names())}"
     )
 
 
-def read_data(data: DataConfig) -> list[Record]:
+def read_data(data: DataConfig, suffixes: Mapping[str, str] | None = None) -> list[Record]:
     """Reads the records of one split: ``data.input_path`` in ``data.format``.
 
     Up to ``data.max_examples`` records (0 = all). CoNLL files give one record per
@@ -111,22 +136,40 @@ def read_data(data: DataConfig) -> list[Record]:
     list of objects, a single object, or JSON Lines. TSV and CSV files have a header row
     unless ``data.columns`` names the columns.
 
+    Args:
+        data: The split's config.
+        suffixes: What file-name suffixes mean for the task's data, for ``format: auto``
+            (see :func:`infer_format`).
+
     Raises:
-        TfftError: for a missing file, a malformed row or an unknown format.
+        TfftError: for a missing file, a folder, a malformed row or an unknown format.
     """
     path = data.input_path
-    fmt = infer_format(path, data.format)
+    check_max_examples(path, data.max_examples)
+    files = [] if path.startswith(TFDS_PREFIX) else _files(path)
+    fmt = infer_format(path, data.format, suffixes)
     if fmt == TFRECORD_FORMAT:
         raise TfftError(f"'{path}' is TFRecord, which holds no text; use the file it was made from")
     data = dataclasses.replace(data, format=fmt)
     if fmt == "tfds":
         rows = _read_tfds(path, data)
     else:
-        rows = itertools.chain.from_iterable(_READERS[fmt](file, data) for file in _files(path))
+        rows = itertools.chain.from_iterable(_READERS[fmt](file, data) for file in files)
     records = list(itertools.islice(rows, data.max_examples or None))
     if not records:
         raise TfftError(f"input '{path}' holds no examples; check the file or the TFDS split")
     return records
+
+
+def check_max_examples(path: str, max_examples: int) -> None:
+    """Checks a ``task.*_data.max_examples`` value.
+
+    Raises:
+        TfftError: for a negative value.
+    """
+    if max_examples < 0:
+        raise TfftError(f"max_examples of '{path}' is {max_examples}; set task.*_data.max_examples "
+                        "to 0 (all) or the number of examples to read")
 
 
 def read_records(path: str, fmt: str = "auto", max_examples: int = 0, columns=()) -> list[Record]:
@@ -140,11 +183,82 @@ def _files(path: str) -> list[str]:
     if not any(char in path for char in GLOB_CHARACTERS):
         if not tf.io.gfile.exists(path):
             raise TfftError(f"input file '{path}' does not exist; check the input_path in the config")
+        if tf.io.gfile.isdir(path):
+            raise TfftError(
+                f"input_path '{path}' is a folder; set it to a file in it or to a glob of its files, "
+                f"e.g. '{posixpath.join(path, _pattern_of(tf.io.gfile.listdir(path)))}'"
+            )
         return [path]
     files = sorted(tf.io.gfile.glob(path))
     if not files:
         raise TfftError(f"no input file matches '{path}'; check the input_path in the config")
     return files
+
+
+def _pattern_of(names: list[str]) -> str:
+    """A glob for a folder's files: ``*`` and their most common suffix (``train-*`` for TFRecord files)."""
+    counts = collections.Counter(posixpath.splitext(name.removesuffix(GZIP_SUFFIX))[1] for name in names)
+    suffix = max(counts, key=lambda s: (bool(s), counts[s]), default="")
+    return f"train-*{suffix}" if suffix == f".{TFRECORD_FORMAT}" else f"*{suffix}"
+
+
+class _GFileStream(io.RawIOBase):
+    """A ``tf.io.gfile.GFile`` opened for bytes, as the raw stream ``io`` buffers read from."""
+
+    def __init__(self, file: tf.io.gfile.GFile):
+        super().__init__()
+        self._file = file
+
+    def readable(self) -> bool:  # noqa: D102
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: D102
+        data = self._file.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:  # noqa: D102
+        self._file.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def open_text(path: str) -> Iterator[io.TextIOBase]:
+    """Opens a UTF-8 text file (local or ``gs://``) for reading, gunzipping gzip files.
+
+    A byte order mark at the start is dropped; line ends are kept as in the file
+    (Windows' CRLF too), as :mod:`csv` wants them. Formats that a task registers read their
+    files with this too.
+
+    Args:
+        path: The file.
+
+    Yields:
+        The file's text.
+
+    Raises:
+        TfftError: for a zip archive, a damaged gzip file or text that is not UTF-8.
+    """
+    with io.BufferedReader(_GFileStream(tf.io.gfile.GFile(path, "rb")), 1 << 20) as raw:
+        start = raw.peek(len(_ZIP_MAGIC))[:len(_ZIP_MAGIC)]
+        if start == _ZIP_MAGIC:
+            raise TfftError(f"'{path}' is a zip archive; unzip it and set input_path to the data file inside")
+        binary = gzip.GzipFile(fileobj=raw, mode="rb") if start.startswith(_GZIP_MAGIC) else raw
+        with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+            try:
+                yield text
+            except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as error:
+                raise _unreadable(path, error) from None
+
+
+def _unreadable(path: str, error: Exception) -> TfftError:
+    """What to do about a file that is not UTF-8 text, or a damaged gzip file."""
+    if isinstance(error, UnicodeDecodeError):
+        return TfftError(
+            f"'{path}' is not UTF-8 text (it holds the byte {error.object[error.start:error.end]!r}); "
+            "save it as UTF-8, e.g. with iconv -f latin1 -t utf-8"
+        )
+    return TfftError(f"'{path}' is a damaged gzip file ({error}); download or compress it again")
 
 
 def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
@@ -157,12 +271,10 @@ def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
     delimiter, quoting = ("\t", csv.QUOTE_NONE) if fmt == "tsv" else (",", csv.QUOTE_MINIMAL)
     header = [str(name) for name in data.columns]
     what = "as task.*_data.columns names" if header else "as in the header"
-    with tf.io.gfile.GFile(path, "r") as file:
+    with open_text(path) as file:
         reader = csv.reader(file, delimiter=delimiter, quoting=quoting)
         for row in reader:
             line = reader.line_num
-            if line == 1 and row:
-                row[0] = row[0].lstrip(BYTE_ORDER_MARK)
             if not header:
                 header = row
                 continue
@@ -178,9 +290,8 @@ def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
 
 def _read_jsonl(path: str, data: DataConfig) -> Iterator[Record]:
     """One JSON object per line."""
-    with tf.io.gfile.GFile(path, "r") as file:
+    with open_text(path) as file:
         for line, text in enumerate(file, start=1):
-            text = text.lstrip(BYTE_ORDER_MARK) if line == 1 else text
             if not text.strip():
                 continue
             try:
@@ -197,8 +308,8 @@ def _read_jsonl(path: str, data: DataConfig) -> Iterator[Record]:
 
 def _read_json(path: str, data: DataConfig) -> Iterator[Record]:
     """A whole JSON document: SQuAD layout or a list of objects; JSON Lines otherwise."""
-    with tf.io.gfile.GFile(path, "r") as file:
-        text = file.read().lstrip(BYTE_ORDER_MARK)
+    with open_text(path) as file:
+        text = file.read()
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -249,9 +360,9 @@ def _read_conll(path: str, data: DataConfig) -> Iterator[Record]:
         columns = [list(column) for column in zip(*rows, strict=True)]
         return Record({"tokens": columns[0], "columns": columns}, path, start)
 
-    with tf.io.gfile.GFile(path, "r") as file:
+    with open_text(path) as file:
         for line, text in enumerate(file, start=1):
-            cells = text.lstrip(BYTE_ORDER_MARK).split()
+            cells = text.split()
             if cells and cells[0] == CONLL_DOCUMENT_START:
                 cells = []
             if not cells:

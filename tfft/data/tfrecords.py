@@ -7,22 +7,26 @@
   every feature fixed-length in the shapes the task declares
   (:class:`~tfft.data.features.FeatureSpecs`, the token axis at ``max_seq_length``):
   the model inputs (zero-padded), ``length`` (tokens per sequence of the row) and
-  ``label`` (per-token labels padded with the label's padding). Validation rows also
-  carry what post-processing needs: the task's per-token extras (e.g. ``word_index``,
-  ``char_spans``), ``example_index`` and, on an example's first row, the example
-  itself as JSON;
+  ``label`` (per-token labels padded with the label's padding) and ``example_index``
+  (the example the row belongs to; files written before it was added to training rows
+  lack it there). Validation rows also carry what post-processing needs: the task's
+  per-token extras (e.g. ``word_index``, ``char_spans``) and, on an example's first
+  row, the example itself as JSON;
 - ``metadata.json``: the task, ``max_seq_length``, the label list and, per split, the
   example and row counts, the files and every feature's stored shape and dtype.
 
 Rows go to the shards round-robin and are read back interleaved one record per file,
 so one reader sees them in their original order (the order the same data has when
-read from text files); several workers read disjoint sets of files. Files written by
-format version 1 (before feature shapes were stored) are read too.
+read from text files); several workers read disjoint sets of files. A split may be
+read in part: its first ``max_examples`` examples (:class:`TFRecordSplit`). Files
+written by format version 1 (before feature shapes were stored) are read too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import posixpath
 import types
@@ -34,9 +38,12 @@ import tensorflow as tf
 
 from tfft.data.features import MODEL_INPUTS, Features, FeatureSpec, FeatureSpecs
 from tfft.data.pipeline import TrainingSource
+from tfft.data.sources import check_max_examples
 from tfft.errors import TfftError
 
 METADATA_FILE = "metadata.json"
+#: Records parsed at a time where only their ``example_index`` is read.
+_COUNT_BATCH = 4096
 SUFFIX = ".tfrecord"
 FORMAT_VERSION = 2
 SPLITS = ("train", "validation")
@@ -131,21 +138,21 @@ def write_split(
         entry["length"] = _int64(rows.lengths(row))
         labels = rows.block(features.labels, row, label.padding) if label.per_token else features.labels[row]
         entry["label"] = _feature(labels, info["label"]["dtype"])
+        example = int(example_index[row])
+        entry["example_index"] = _int64([example])
         if with_examples:
             entry.update({name: _feature(rows.block(values, row, 0), info["extras"][name]["dtype"])
                           for name, values in features.extras.items()})
-            example = int(example_index[row])
             text = b""
             if features.examples is not None and row in first_rows:
                 text = json.dumps(dataclasses.asdict(features.examples[example]), ensure_ascii=False).encode()
-            entry["example_index"] = _int64([example])
             entry["example"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))
         record = tf.train.Example(features=tf.train.Features(feature=entry))
         writers[row % num_shards].write(record.SerializeToString())
     for writer in writers:
         writer.close()
     return {"examples": features.num_examples, "rows": len(features), "files": names,
-            "with_examples": with_examples, **info}
+            "with_examples": with_examples, "example_ids": True, **info}
 
 
 def write_metadata(folder: str, metadata: dict) -> None:
@@ -167,11 +174,49 @@ class TFRecordSplit:
         files: The split's files, in shard order.
         split: The split's name in ``metadata.json``.
         metadata: The whole ``metadata.json``.
+        max_examples: Read only the records of the split's first this many examples, in
+            written order (0: all), where the records know their example
+            (``example_index``: validation files, and training files written since
+            their rows carry it) or every example is one record; in older training
+            files of tasks that cut examples into windows (token classification,
+            question answering), the first this many records.
     """
 
     files: tuple[str, ...]
     split: str
     metadata: dict
+    max_examples: int = 0
+
+    @property
+    def counts_examples(self) -> bool:
+        """Whether :attr:`max_examples` counts examples (not records)."""
+        info = self.info
+        return bool(info.get("example_ids") or info.get("with_examples")) or info["rows"] == info["examples"]
+
+    @functools.cached_property
+    def rows(self) -> int:
+        """The records read: all, or those of the first :attr:`max_examples` examples (or records)."""
+        total, examples, count = int(self.info["rows"]), int(self.info["examples"]), self.max_examples
+        if not count or (self.counts_examples and count >= examples):
+            return total
+        if not self.counts_examples or total == examples:  # A record each.
+            return min(count, total)
+        return _rows_of_first_examples(self, count)
+
+    @property
+    def examples(self) -> int:
+        """The examples read; estimated from the records read where :attr:`max_examples` counts records."""
+        total = int(self.info["examples"])
+        if not self.max_examples:
+            return total
+        if self.counts_examples:
+            return min(self.max_examples, total)
+        return max(1, round(self.rows * total / int(self.info["rows"])))
+
+    @property
+    def partial(self) -> bool:
+        """Whether fewer records are read than the split holds."""
+        return self.rows < int(self.info["rows"])
 
     @property
     def info(self) -> dict:
@@ -241,13 +286,19 @@ class TFRecordSplit:
         )
 
 
-def open_split(path: str) -> TFRecordSplit:
+def open_split(path: str, max_examples: int = 0) -> TFRecordSplit:
     """Finds the files matching ``path`` (a file or glob) and the split they belong to.
+
+    Args:
+        path: The configured input path.
+        max_examples: Read only the split's first this many examples (0: all; see
+            :class:`TFRecordSplit`).
 
     Raises:
         TfftError: for no matching file, a missing or foreign ``metadata.json``, or files
             that mix splits.
     """
+    check_max_examples(path, max_examples)
     try:
         files = sorted(tf.io.gfile.glob(path))
     except tf.errors.OpError as error:
@@ -282,7 +333,8 @@ def open_split(path: str) -> TFRecordSplit:
                     f"'{path}' matches only {len(names)} of the {len(info['files'])} {split} files "
                     f"(e.g. '{sorted(missing)[0]}' is missing); point input_path at all of them"
                 )
-            return TFRecordSplit(tuple(posixpath.join(folder, n) for n in info["files"]), split, metadata)
+            files = tuple(posixpath.join(folder, name) for name in info["files"])
+            return TFRecordSplit(files, split, metadata, max_examples)
     raise TfftError(f"'{path}' matches files of several splits or none listed in '{metadata_path}'")
 
 
@@ -300,6 +352,38 @@ def _parse_spec(split: TFRecordSplit, with_examples: bool) -> dict:
     return spec
 
 
+@contextlib.contextmanager
+def _reading(split: TFRecordSplit):
+    """Turns a failure to read the split's files into a TfftError."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        raise TfftError(
+            f"cannot read the {split.split} TFRecord files ({error.message.splitlines()[0]}); "
+            "recreate them with tools/create_tfrecords.py"
+        ) from None
+
+
+def _rows_of_first_examples(split: TFRecordSplit, count: int) -> int:
+    """How many records from the start hold the split's first ``count`` examples.
+
+    An example's records follow each other; only their ``example_index`` is read, and
+    only up to the first record of example ``count + 1``.
+    """
+    spec = {"example_index": tf.io.FixedLenFeature([1], tf.int64)}
+    batches = _records(split.files).batch(_COUNT_BATCH).map(
+        lambda serialized: tf.io.parse_example(serialized, spec)["example_index"][:, 0])
+    rows, seen, last = 0, 0, -1
+    with _reading(split):
+        for ids in batches.as_numpy_iterator():
+            started = seen + np.cumsum(ids != np.concatenate([[last], ids[:-1]]))
+            over = np.flatnonzero(started > count)
+            if over.size:
+                return rows + int(over[0])
+            rows, seen, last = rows + len(ids), int(started[-1]), ids[-1]
+    return rows
+
+
 def _records(files) -> tf.data.Dataset:
     """Records of ``files`` interleaved one at a time: the order they were written in."""
     return tf.data.Dataset.from_tensor_slices(list(files)).interleave(
@@ -312,7 +396,8 @@ class TFRecordSource(TrainingSource):
     """Training rows streamed from TFRecord files (fixed shapes; repeated; sharded by worker).
 
     Args:
-        split: The files and their metadata.
+        split: The files and their metadata; with ``max_examples``, only the records of
+            its first examples are trained on (see :class:`TFRecordSplit`).
     """
 
     repeats = True
@@ -320,15 +405,15 @@ class TFRecordSource(TrainingSource):
     def __init__(self, split: TFRecordSplit):
         self.split = split
         self.specs = split.specs
-        self.num_rows = int(split.info["rows"])
-        self.num_examples = int(split.info["examples"])
+        self.num_rows = split.rows
+        self.num_examples = split.examples
 
     def examples(self, context=None) -> tuple[tf.data.Dataset, bool]:  # noqa: D102
         files, workers = self.split.files, context.num_input_pipelines if context else 1
-        if workers > 1 and len(files) >= workers:  # File-level sharding by worker.
+        if workers > 1 and len(files) >= workers and not self.split.partial:  # File-level sharding.
             records = _records(files[context.input_pipeline_id::workers])
         else:
-            records = _records(files)
+            records = _records(files).take(self.num_rows)
             if workers > 1:
                 records = records.shard(workers, context.input_pipeline_id)
         spec = _parse_spec(self.split, with_examples=False)
@@ -343,10 +428,11 @@ class TFRecordSource(TrainingSource):
 
 
 def read_features(split: TFRecordSplit, example_type: type) -> Features:
-    """Reads a whole split back into :class:`Features` (for evaluation), in written order.
+    """Reads a split back into :class:`Features` (for evaluation), in written order.
 
     Args:
-        split: Files written with ``with_examples`` (the validation split).
+        split: Files written with ``with_examples`` (the validation split); with
+            ``max_examples``, only its first examples are read.
         example_type: The task's example dataclass, rebuilt from the stored JSON.
 
     Raises:
@@ -360,15 +446,11 @@ def read_features(split: TFRecordSplit, example_type: type) -> Features:
     layout = split.layout
     spec = _parse_spec(split, with_examples=True)
     columns: dict[str, list] = {name: [] for name in spec}
-    try:
-        for batch in _records(split.files).batch(1024).map(lambda s: tf.io.parse_example(s, spec)):
+    records = _records(split.files).take(split.rows)
+    with _reading(split):
+        for batch in records.batch(1024).map(lambda s: tf.io.parse_example(s, spec)):
             for name, value in batch.items():
                 columns[name].append(value.numpy())
-    except tf.errors.OpError as error:
-        raise TfftError(
-            f"cannot read the {split.split} TFRecord files ({error.message.splitlines()[0]}); "
-            "recreate them with tools/create_tfrecords.py"
-        ) from None
     data = {name: np.concatenate(values) for name, values in columns.items()}
     length, sequences = data["length"], None
     if layout["sequences"]:

@@ -58,6 +58,11 @@ class Task(abc.ABC):
     name: ClassVar[str]
     #: The task's config section: :class:`~tfft.config.TaskConfig` plus its own keys.
     config_class: ClassVar[type[TaskConfig]] = TaskConfig
+    #: The Hugging Face Hub ``pipeline_tag`` of the exported model (empty: none).
+    pipeline_tag: ClassVar[str] = ""
+    #: What file-name suffixes mean for this task's data under ``format: auto``, over the
+    #: registered formats' (see :func:`tfft.data.sources.infer_format`), e.g. ``{".txt": "conll"}``.
+    format_suffixes: ClassVar[dict[str, str]] = {}
     #: Metric used for best checkpoints and early stopping unless the config names one.
     default_main_metric: ClassVar[str]
     #: Every key :meth:`evaluate` returns (token tasks add per-type keys).
@@ -231,6 +236,21 @@ class Task(abc.ABC):
             f"task '{self.name}' has no raw-text serving, so tfft-predict cannot run it; predict with "
             "tfft-train --mode=predict on the run's model_dir"
         )
+
+    def examples_from_texts(self, texts: dict[str, list]) -> list[Any]:
+        """Unlabeled examples of raw texts: the inverse of :meth:`serving_texts`.
+
+        ``tfft.predict`` builds its examples with this, for a model_dir and an export alike.
+
+        Args:
+            texts: One value per example for every name of :attr:`text_inputs` (a string, or
+                a list of strings where the input's spec is ``[batch, n]``).
+
+        Raises:
+            TfftError: if the task has no raw-text inputs.
+        """
+        raise TfftError(
+            f"task '{self.name}' takes no raw text; predict a data file with tfft-train --mode=predict")
 
     def served_rows(self, examples: list[Any], outputs: dict[str, np.ndarray]) -> list[dict]:
         """One JSON-ready row per example from what the raw-text ``serving_default`` returned for them.

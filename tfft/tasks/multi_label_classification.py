@@ -76,6 +76,7 @@ class MultiLabelClassification(SentenceTask):
     """Predicts every label that applies to a sentence (or sentence pair)."""
 
     name = "multi_label_classification"
+    pipeline_tag = "text-classification"
     default_main_metric = "micro_f1"
     metric_names = ("loss", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "exact_match",
                     "best_micro_f1", "best_macro_f1")

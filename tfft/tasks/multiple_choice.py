@@ -92,6 +92,11 @@ class ChoiceExample:
         return [(self.context, _join(self.question, choice)) for choice in self.choices]
 
 
+def _letters(count: int) -> list[str]:
+    """Candidate labels ``A``, ``B``... (then numbers past ``Z``)."""
+    return [string.ascii_uppercase[i] if i < 26 else str(i) for i in range(count)]
+
+
 def _join(question: str, choice: str) -> str:
     """The question with the candidate in its ``_`` blank, or followed by it."""
     if "_" in question:
@@ -104,9 +109,12 @@ class MultipleChoice(Task):
     """Picks the correct candidate answer of each question, with one head over ``[choices, seq]``."""
 
     name = "multiple_choice"
+    pipeline_tag = "multiple-choice"
     default_main_metric = "accuracy"
     metric_names = ("loss", "accuracy")
     example_type = ChoiceExample
+    #: RACE ships every passage as one JSON object in a ``.txt`` file.
+    format_suffixes = {".txt": "json"}
     config_class = MultipleChoiceConfig
 
     def __init__(self, config: MultipleChoiceConfig):
@@ -134,7 +142,8 @@ class MultipleChoice(Task):
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[ChoiceExample]:
         """Reads every record's questions in whichever layout it has."""
-        examples = [example for record in read_data(data) for example in self._examples(record, labeled)]
+        records = read_data(data, self.format_suffixes)
+        examples = [example for record in records for example in self._examples(record, labeled)]
         if self.config.num_choices:
             for example in examples:
                 self._check_fits(example)
@@ -208,8 +217,8 @@ class MultipleChoice(Task):
         if not any(text.strip() for text in (context or "", question or "")) or not all(
                 choice.strip() for choice in choices):
             raise TfftError(f"{where}: empty question or candidate answer; fill it in or remove the row")
-        letters = [string.ascii_uppercase[i] if i < 26 else str(i) for i in range(len(choices))]
-        labels = labels or (letters if _is_letter(answer) else [str(i) for i in range(len(choices))])
+        count = len(choices)
+        labels = labels or (_letters(count) if _is_letter(answer) else [str(i) for i in range(count)])
         index = self._answer_index(answer, labels, choices, where) if labeled else None
         return ChoiceExample(str(example_id if example_id is not None else where), (context or "").strip(),
                              (question or "").strip(), tuple(choices), tuple(labels), index, where)
@@ -345,6 +354,13 @@ class MultipleChoice(Task):
                                 f"most task.num_choices={count}; remove choices")
         return {"question": [e.question for e in examples], "context": [e.context for e in examples],
                 "choices": [list(e.choices) + [""] * (count - len(e.choices)) for e in examples]}
+
+    def examples_from_texts(self, texts: dict[str, list]) -> list[ChoiceExample]:
+        """A question per ``question``, ``context`` and ``choices`` (labelled ``A``, ``B``...)."""
+        rows = zip(texts["question"], texts["context"], texts["choices"], strict=True)
+        return [ChoiceExample(str(index), context, question, tuple(choices),
+                              tuple(_letters(len(choices))), None, f"question {index}")
+                for index, (question, context, choices) in enumerate(rows)]
 
     def served_rows(self, examples: list[ChoiceExample], outputs: dict[str, np.ndarray]) -> list[dict]:
         """Rows as :meth:`predictions` writes them, from the served ``logits``."""

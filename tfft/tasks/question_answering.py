@@ -145,6 +145,7 @@ class QuestionAnswering(Task):
     """
 
     name = "question_answering"
+    pipeline_tag = "question-answering"
     default_main_metric = "f1"
     prediction_padding = PADDING_LOGIT
     metric_names = (
@@ -184,7 +185,7 @@ class QuestionAnswering(Task):
         """
         skipped = _SkippedAnswers()
         examples, seen = [], {}
-        for record in read_data(data):
+        for record in read_data(data, self.format_suffixes):
             example = self._example(record, labeled, skipped)
             if example is None:
                 continue
@@ -448,6 +449,12 @@ class QuestionAnswering(Task):
     def serving_texts(self, examples: list[QuestionExample]) -> dict[str, list[str]]:
         """``question`` and ``context`` of every example."""
         return {"question": [e.question for e in examples], "context": [e.context for e in examples]}
+
+    def examples_from_texts(self, texts: dict[str, list]) -> list[QuestionExample]:
+        """A question per ``question`` and ``context``, its id its position."""
+        pairs = zip(texts["question"], texts["context"], strict=True)
+        return [QuestionExample(str(index), question, context, (), False, f"question {index}")
+                for index, (question, context) in enumerate(pairs)]
 
     def served_rows(self, examples: list[QuestionExample], outputs: dict[str, np.ndarray]) -> list[dict]:
         """Per question: ``id``, ``answer``, its character offsets and ``score``."""

@@ -102,6 +102,7 @@ class RelationExtraction(SentenceClassification):
     """Classifies the relation between two marked entities of a sentence."""
 
     name = "relation_extraction"
+    pipeline_tag = "text-classification"
     default_main_metric = "macro_f1"
     metric_names = ("loss", "accuracy", "macro_f1", "micro_f1")
     config_class = RelationExtractionConfig

@@ -63,7 +63,7 @@ class SentenceTask(Task):
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[SentenceExample]:
         """Reads ``data`` and checks every row's text and label columns."""
-        records = read_data(data)
+        records = read_data(data, self.format_suffixes)
         return [self._example(record, labeled) for record in records]
 
     def _example(self, record: Record, labeled: bool) -> SentenceExample:
@@ -111,6 +111,12 @@ class SentenceTask(Task):
         """``text`` (and ``text_pair``): each example's first (and second) text."""
         return {name: [example.texts[index] for example in examples]
                 for index, name in enumerate(self.text_inputs)}
+
+    def examples_from_texts(self, texts: dict[str, list]) -> list[SentenceExample]:
+        """A sentence (pair) per ``text`` (and ``text_pair``)."""
+        columns = [texts[name] for name in self.text_inputs]
+        return [SentenceExample(tuple(values), None, f"text {index}")
+                for index, values in enumerate(zip(*columns, strict=True))]
 
     def served_rows(self, examples: list[SentenceExample], outputs: dict[str, np.ndarray]) -> list[dict]:
         """Rows as :meth:`predictions` writes them: the texts by column, then the prediction."""

@@ -36,6 +36,7 @@ class SentenceClassification(SentenceTask):
     """
 
     name = "sentence_classification"
+    pipeline_tag = "text-classification"
     default_main_metric = "accuracy"
     metric_names = ("loss", "accuracy", "f1", "matthews_corrcoef")
     config_class = SentenceClassificationConfig

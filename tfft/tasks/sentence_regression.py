@@ -19,6 +19,7 @@ class SentenceRegression(SentenceTask):
     """Predicts one real-valued score per sentence or sentence pair."""
 
     name = "sentence_regression"
+    pipeline_tag = "text-classification"
     default_main_metric = "pearson"
     metric_names = ("loss", "pearson", "spearman")
     num_outputs = 1

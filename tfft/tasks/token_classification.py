@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -70,6 +70,7 @@ class TokenClassification(Task):
     """
 
     name = "token_classification"
+    pipeline_tag = "token-classification"
     default_main_metric = "f1"
     metric_names = ("loss", "f1", "precision", "recall", "accuracy")
     uses_pooler = False
@@ -78,6 +79,8 @@ class TokenClassification(Task):
     config_class = TokenClassificationConfig
     #: A tag id per token (-100 where none is learnt).
     label_spec = FeatureSpec((None,), "int32", IGNORED_LABEL)
+    #: CoNLL-2003, WNUT and OntoNotes' CoNLL conversions ship their CoNLL column files as ``.txt``.
+    format_suffixes: ClassVar[dict[str, str]] = {".txt": "conll"}
 
     @property
     def label_names(self) -> list[str]:
@@ -92,8 +95,12 @@ class TokenClassification(Task):
     # --- data --------------------------------------------------------------------------
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[TokenExample]:
-        """Reads sentences; tags are checked against the tag list once it is known."""
-        records = read_data(data)
+        """Reads sentences; tags are checked against the tag list once it is known.
+
+        With ``format: auto``, ``.txt`` files (and ``.txt.gz``) are read as CoNLL columns
+        (:attr:`format_suffixes`).
+        """
+        records = read_data(data, self.format_suffixes)
         return [self._example(record, labeled) for record in records]
 
     def _example(self, record: Record, labeled: bool) -> TokenExample:
@@ -337,6 +344,11 @@ class TokenClassification(Task):
                     "splits its text at whitespace; remove it or replace its whitespace"
                 )
         return {"text": [" ".join(example.words) for example in examples]}
+
+    def examples_from_texts(self, texts: dict[str, list]) -> list[TokenExample]:
+        """A sentence per ``text``: a string (split at whitespace, as the export splits it) or a word list."""
+        return [TokenExample(tuple(text.split() if isinstance(text, str) else text), None, f"text {index}")
+                for index, text in enumerate(texts["text"])]
 
     def served_rows(self, examples: list[TokenExample], outputs: dict[str, np.ndarray]) -> list[dict]:
         """Rows as :meth:`predictions` writes them: the served ``words`` as ``tokens``, and their ``tags``."""

@@ -1,8 +1,11 @@
-"""Keras callbacks: TensorBoard scalars, validation, checkpoints, backups and loss checks.
+"""Keras callbacks: TensorBoard scalars, progress, validation, checkpoints, backups and loss checks.
 
 Training runs one ``model.fit`` call per epoch (a resumed epoch starts after the batches
 already trained), so the callbacks keep their own state across calls; the state that
 must survive a restart (best metric, patience) is saved in every backup.
+
+Progress shows as a bar per epoch where someone watches (:func:`console_mode`: a
+terminal or a notebook), else as one log line per ``trainer.log_every_steps``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -106,7 +111,8 @@ class TrainingScalars(keras.callbacks.Callback):
     """Writes training scalars to TensorBoard, logs progress and measures throughput.
 
     ``loss``, ``learning_rate``, the streaming metrics and ``examples_per_second`` go to
-    ``logs/train`` every ``every_steps`` optimizer steps and at each epoch end.
+    ``logs/train`` every ``every_steps`` optimizer steps and at each epoch end. Each
+    interval also gets a log line (unless ``log_steps`` is off), each epoch end one too.
     The first batch of the run (tracing and compilation) is left out of the throughput.
 
     Args:
@@ -117,11 +123,14 @@ class TrainingScalars(keras.callbacks.Callback):
         examples_per_epoch: Training rows per epoch (the last batch may be short).
         every_steps: Logging interval in optimizer steps.
         epochs: Epochs of the run (for log lines).
+        log_steps: Whether every ``every_steps`` steps get a log line (off where a
+            :class:`ProgressBar` shows the progress on the same screen).
     """
 
     def __init__(self, log_dir: Path | None, progress: Progress, global_batch_size: int,
-                 examples_per_epoch: int, every_steps: int, epochs: int):
+                 examples_per_epoch: int, every_steps: int, epochs: int, log_steps: bool = True):
         super().__init__()
+        self.log_steps = log_steps
         self.writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
         self.progress = progress
         self.global_batch_size = global_batch_size
@@ -182,8 +191,9 @@ class TrainingScalars(keras.callbacks.Callback):
             window = (self.total_examples - examples) / max(self.total_seconds - seconds, 1e-9)
             self._logged = (self.total_examples, self.total_seconds)
             self._write(step, logs, window)
-            logging.info("epoch %d/%d, step %d: loss %.4f, %.1f examples/s", self.progress.epoch + 1,
-                         self.epochs, step, float(logs.get("loss", np.nan)), window)
+            if self.log_steps:
+                logging.info("epoch %d/%d, step %d: loss %.4f, %.1f examples/s", self.progress.epoch + 1,
+                             self.epochs, step, float(logs.get("loss", np.nan)), window)
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: D102
         train_logs = {k: float(v) for k, v in logs.items() if not k.startswith("val_")}
@@ -201,6 +211,179 @@ class TrainingScalars(keras.callbacks.Callback):
             tf.summary.scalar("learning_rate", current_learning_rate(self.model))
             tf.summary.scalar("examples_per_second", examples_per_second)
         self.writer.flush()
+
+
+#: Environment variable that decides whether a progress bar is drawn (1) or not (0).
+PROGRESS_BAR_VARIABLE = "TFFT_PROGRESS_BAR"
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleMode:
+    """How training shows its progress.
+
+    Attributes:
+        progress_bar: Draw a :class:`ProgressBar` per epoch on stdout.
+        step_log_lines: Log a line every ``trainer.log_every_steps`` (off where the bar
+            and the log share a screen: the lines would break the bar's line).
+    """
+
+    progress_bar: bool
+    step_log_lines: bool
+
+
+def console_mode(stdout=None, stderr=None, environ: Mapping[str, str] | None = None,
+                 modules: Mapping[str, object] | None = None) -> ConsoleMode:
+    """A progress bar for a person watching, log lines for files, pipes and CI.
+
+    The bar is drawn where stdout is a terminal or in a Jupyter/IPython kernel (whose
+    stdout is not a terminal but shows the bar). Then the per-step log lines go where
+    stderr is a terminal or notebook too, so that they do not break the bar's line; the
+    log of ``2>train.log`` keeps them. ``TFFT_PROGRESS_BAR=1`` (bar, no step lines) or
+    ``0`` (step lines, no bar) decides instead.
+
+    Args:
+        stdout: The stream the bar would be drawn on (default: ``sys.stdout``).
+        stderr: The stream log lines go to (default: ``sys.stderr``).
+        environ: The environment (default: ``os.environ``).
+        modules: The imported modules (default: ``sys.modules``).
+
+    Raises:
+        TfftError: for a ``TFFT_PROGRESS_BAR`` value that is not 1/0, true/false, yes/no
+            or on/off.
+    """
+    environ = os.environ if environ is None else environ
+    modules = sys.modules if modules is None else modules
+    setting = environ.get(PROGRESS_BAR_VARIABLE, "").strip().lower()
+    if setting in _ON:
+        return ConsoleMode(progress_bar=True, step_log_lines=False)
+    if setting in _OFF:
+        return ConsoleMode(progress_bar=False, step_log_lines=True)
+    if setting:
+        raise TfftError(f"{PROGRESS_BAR_VARIABLE}={environ[PROGRESS_BAR_VARIABLE]!r} is not 1 or 0; "
+                        f"unset it to draw a progress bar only in a terminal or notebook")
+    notebook = "ipykernel" in modules
+    bar = (notebook or _isatty(sys.stdout if stdout is None else stdout)) and \
+        keras.config.is_interactive_logging_enabled()  # Else Keras logs each redraw as a line.
+    shared_screen = notebook or _isatty(sys.stderr if stderr is None else stderr)
+    return ConsoleMode(progress_bar=bar, step_log_lines=not (bar and shared_screen))
+
+
+def _isatty(stream) -> bool:
+    """Whether ``stream`` is an open terminal."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # No isatty, or a closed file.
+        return False
+
+
+class _EpochBar(keras.utils.Progbar):
+    """Keras' Progbar over an epoch's batches, which may start after batches trained before.
+
+    Its time per batch (and so the ETA) counts only the batches this bar saw run, the
+    first of them (tracing and compilation) left out as Keras does.
+
+    Args:
+        target: Batches of the epoch.
+        start: Batches of the epoch trained before (a resumed epoch).
+        interval: Least seconds between redraws.
+    """
+
+    def __init__(self, target: int, start: int, interval: float):
+        # All values are shown as given: Keras' batch logs hold the epoch's running means already.
+        super().__init__(target, interval=interval, stateless_metrics=(), unit_name="batch")
+        self.start = start
+        self._seen_so_far = start
+
+    def _estimate_step_duration(self, current, now):
+        return super()._estimate_step_duration(current - self.start, now)
+
+    def draws_at(self, current: int) -> bool:
+        """Whether :meth:`update` to ``current`` now redraws the bar (else it waits for ``interval``)."""
+        return current >= self.target or time.time() - self._last_update >= self.interval
+
+
+#: The progress bars whose line is open (drawn, not ended with a line break).
+_OPEN_BARS: set[ProgressBar] = set()
+
+
+def end_progress_line() -> None:
+    """Ends the line of every progress bar being drawn, so that what is written next starts a line."""
+    for bar in list(_OPEN_BARS):
+        bar.end_line()
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """Draws each epoch's progress on stdout with Keras' Progbar: batches, ETA, loss, metrics, ``lr``.
+
+    The bar counts the epoch's batches (several per optimizer step under gradient
+    accumulation); a resumed epoch's bar starts at the batches trained before. The bar's
+    line ends with the epoch's last batch, before validation logs its metrics. A log
+    record written during the epoch ends the line first; the bar goes on below it.
+
+    Args:
+        progress: The shared :class:`Progress`.
+        interval: Least seconds between redraws (the learning rate is read only then).
+    """
+
+    def __init__(self, progress: Progress, interval: float = 0.1):
+        super().__init__()
+        self.progress, self.interval = progress, interval
+        self.bar: _EpochBar | None = None
+        self._end_line_before_logs = _EndLineBeforeLogs(self)
+
+    def on_epoch_begin(self, epoch, logs=None):  # noqa: D102
+        start = self.progress.first_batch
+        resumed = f", resuming after batch {start}" if start else ""
+        sys.stdout.write(f"Epoch {epoch + 1}/{self.progress.epochs}{resumed}\n")
+        sys.stdout.flush()
+        self.bar = _EpochBar(self.progress.batches_per_epoch, start, self.interval)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._end_line_before_logs)
+
+    def on_train_batch_end(self, batch, logs=None):  # noqa: D102
+        done = self.progress.batches_done(batch)
+        values = {name: float(value) for name, value in sorted((logs or {}).items(), key=_loss_first)}
+        if self.bar.draws_at(done):  # "lr": the line fits more terminals' width.
+            values["lr"] = current_learning_rate(self.model)
+        self.bar.update(done, list(values.items()))
+        if done < self.bar.target:
+            _OPEN_BARS.add(self)
+        else:
+            _OPEN_BARS.discard(self)  # Progbar ended the line.
+
+    def on_epoch_end(self, epoch, logs=None):  # noqa: D102
+        self.end_line()
+
+    def end_line(self) -> None:
+        """Ends the bar's line if it is open; later log records are left alone."""
+        self.break_line()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._end_line_before_logs)
+
+    def break_line(self) -> None:
+        """Ends the bar's line if it is open (its next update draws on a new one)."""
+        if self in _OPEN_BARS:
+            _OPEN_BARS.discard(self)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _loss_first(item: tuple[str, object]) -> tuple[bool, str]:
+    """Sort key of log entries: ``loss`` first, then by name."""
+    return item[0] != "loss", item[0]
+
+
+class _EndLineBeforeLogs(logging.Filter):
+    """A handler filter that ends a :class:`ProgressBar`'s open line before each record is written."""
+
+    def __init__(self, bar: ProgressBar):
+        super().__init__()
+        self.bar = bar
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        self.bar.break_line()
+        return True
 
 
 class Profiler(keras.callbacks.Callback):

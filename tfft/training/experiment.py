@@ -41,9 +41,11 @@ from tfft.training.callbacks import (
     NonFiniteLoss,
     Profiler,
     Progress,
+    ProgressBar,
     TrainingScalars,
     Validation,
     WeightFiles,
+    console_mode,
     profile_range,
 )
 from tfft.training.optimizer import create_optimizer
@@ -131,12 +133,20 @@ class Experiment:
             raise TfftError(f"--mode has unknown value '{mode}'; choose one of {', '.join(MODES)}")
         if mode in ("train", "train_and_eval"):
             return self.train(with_validation=mode == "train_and_eval")
-        with self._model_scope():
-            model, tokenizer, weights = modeling.restore_task_model(self.model_dir, self.task, checkpoint)
+        model, tokenizer, weights = self.restore(checkpoint)
         if mode == "eval":
             metrics, _ = self._evaluate(model, self._validation_features(tokenizer))
             return self._write_eval_results(metrics, weights)
         return self.predict(model, tokenizer, output_format)
+
+    def restore(self, checkpoint: str = ""):
+        """The trained model for inference, its tokenizer and its weights file.
+
+        Args:
+            checkpoint: See :func:`tfft.modeling.checkpoint_path`.
+        """
+        with self._model_scope():
+            return modeling.restore_task_model(self.model_dir, self.task, checkpoint)
 
     # --- data --------------------------------------------------------------------------
 
@@ -154,18 +164,22 @@ class Experiment:
         return examples
 
     def _tfrecord_split(self, split: str) -> tfrecords.TFRecordSplit | None:
-        """The TFRecord files of ``task.<split>``, checked against the config (None: not TFRecord)."""
+        """The TFRecord files of ``task.<split>``, checked against the config (None: not TFRecord).
+
+        With ``task.<split>.max_examples``, only its first examples are read (see
+        :class:`~tfft.data.tfrecords.TFRecordSplit`).
+        """
         data = getattr(self.config.task, split)
         if not tfrecords.is_tfrecord_path(data.input_path, data.format):
             return None
-        if data.max_examples:
-            raise TfftError(
-                f"task.{split}.max_examples does not apply to TFRecord input; write fewer examples "
-                "with tools/create_tfrecords.py (task.*_data.max_examples there)"
-            )
-        files = tfrecords.open_split(data.input_path)
+        files = tfrecords.open_split(data.input_path, data.max_examples)
         files.check(data.input_path, self.task.name, self.task.feature_specs, self.config.task.max_seq_length)
         self.task.adopt_label_names(files.metadata["label_names"], data.input_path)
+        if not data.max_examples:
+            return files
+        unit = "examples" if files.counts_examples else "records (these files do not record their examples)"
+        logging.info("task.%s.max_examples=%d: reading the first %d %s of %s: %d records", split,
+                     data.max_examples, data.max_examples, unit, data.input_path, files.rows)
         return files
 
     def _training_source(self) -> tuple[TrainingSource, object, object]:
@@ -361,8 +375,10 @@ class Experiment:
         """The callback list (validation first: later ones read its ``val_*`` metrics)."""
         trainer, chief = self.config.trainer, self.worker.is_chief
         logs = (lambda name: self.model_dir / "logs" / name) if chief else (lambda name: None)
+        console = console_mode()  # A progress bar in a terminal or notebook, else log lines.
         scalars = TrainingScalars(logs("train"), progress, trainer.train_batch_size * self.replicas,
-                                  source.num_rows, trainer.log_every_steps, trainer.epochs)
+                                  source.num_rows, trainer.log_every_steps, trainer.epochs,
+                                  log_steps=console.step_log_lines)
         callbacks: list = [NonFiniteLoss(progress)]
         validation = best = None
         if validation_features is not None:
@@ -388,7 +404,8 @@ class Experiment:
         profiled = profile_range(trainer.profile_steps)
         if profiled and chief:
             callbacks.append(Profiler(logs("profile"), progress, *profiled))
-        return callbacks + [scalars], scalars, validation, best
+        bar = [ProgressBar(progress)] if console.progress_bar else []
+        return callbacks + [scalars] + bar, scalars, validation, best
 
     def _checkpoint_file(self, name: str) -> Path:
         folder = self.model_dir / modeling.CHECKPOINTS_DIR
@@ -418,6 +435,13 @@ class Experiment:
         """
         split = "predict_data" if self.config.task.predict_data.input_path else "validation_data"
         examples = self._read(split, labeled=False)
+        rows = self.prediction_rows(model, tokenizer, examples)
+        path = self.task.write_predictions(rows, self.output_dir, output_format)
+        logging.info("wrote %d predictions to %s", len(examples), path)
+        return {"predictions": len(examples), "path": str(path)}
+
+    def prediction_rows(self, model, tokenizer, examples: list) -> list[dict]:
+        """The task's prediction rows (:meth:`~tfft.tasks.Task.predictions`) of ``examples``."""
         features = self.task.encode(examples, tokenizer)
         outputs, _ = evaluation.predict(
             model, features, self.task.feature_specs, self.eval_batch_size, self.static_length,
@@ -425,10 +449,7 @@ class Experiment:
             output_length=self.task.prediction_length, output_padding=self.task.prediction_padding,
             max_tokens=self.config.trainer.eval_max_tokens,
         )
-        rows = self.task.predictions(examples, features, outputs)
-        path = self.task.write_predictions(rows, self.output_dir, output_format)
-        logging.info("wrote %d predictions to %s", len(examples), path)
-        return {"predictions": len(examples), "path": str(path)}
+        return self.task.predictions(examples, features, outputs)
 
 
 def _check_trainer(config: ExperimentConfig) -> None:

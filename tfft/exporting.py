@@ -10,21 +10,23 @@ tasks) and tokenizes it in the graph exactly as training did
 the token inputs the task's :attr:`~tfft.tasks.Task.feature_specs` declare (int32
 ``input_ids``, ``token_type_ids``, ``attention_mask`` [batch, seq]). Tasks without text
 inputs serve token ids under both names. The tokenizer files, the backbone config,
-``labels.txt`` and the run's ``params.yaml`` travel in ``assets/``. Loading needs
+``labels.txt``, the run's ``params.yaml`` and its model card (``README.md``, see
+:mod:`tfft.model_card`) travel in ``assets/``. Loading needs
 TensorFlow alone (the tokenizers use only ops TensorFlow itself registers)::
 
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     serve(text=tf.constant(["a gripping, beautifully acted film"]))["label"]
 
 The Hugging Face export (:func:`export_hf`) writes ``config.json``,
-``model.safetensors`` and the tokenizer files of the family's task class (e.g.
-``BertForSequenceClassification``), for PyTorch ``transformers``::
+``model.safetensors``, the tokenizer files of the family's task class (e.g.
+``BertForSequenceClassification``) and the same model card, for PyTorch ``transformers``::
 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(export_dir)
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import tensorflow as tf
@@ -37,7 +39,9 @@ from tfft.data.graph_tokenizers import GraphTokenizer
 from tfft.data.pipeline import input_signature
 from tfft.data.tokenization import save_tokenizer
 from tfft.errors import TfftError
+from tfft.model_card import write_model_card
 from tfft.tasks import Task, get_task
+from tfft.tasks.base import HfHead
 
 
 class ServingModule(tf.Module):
@@ -125,14 +129,14 @@ FORMATS = ("saved_model", "hf")
 
 
 def _restore_for_export(model_dir: Path, export_dir: Path, checkpoint: str):
-    """The run's task and float32 model (with tokenizer), after checking ``export_dir``."""
+    """The run's task, float32 model, tokenizer and weights file, after checking ``export_dir``."""
     if export_dir.exists() and any(export_dir.iterdir()):
         raise TfftError(f"--export_dir '{export_dir}' is not empty; choose a new directory")
     config = modeling.load_run_config(model_dir)
     modeling.set_precision("float32")  # Export float32 weights whatever the training precision was.
     task = get_task(config.task)
-    model, tokenizer, _ = modeling.restore_task_model(model_dir, task, checkpoint)
-    return task, model, tokenizer
+    model, tokenizer, weights = modeling.restore_task_model(model_dir, task, checkpoint)
+    return task, model, tokenizer, weights
 
 
 def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:
@@ -147,11 +151,17 @@ def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint
         The export directory.
     """
     model_dir, export_dir = Path(model_dir), Path(export_dir)
-    task, model, tokenizer = _restore_for_export(model_dir, export_dir, checkpoint)
+    task, model, tokenizer, weights = _restore_for_export(model_dir, export_dir, checkpoint)
     asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
     asset_files.append(model_dir / modeling.PARAMS_FILE)  # The task settings post-processing needs.
-    module = ServingModule(model, task, asset_files, _graph_tokenizer(task, tokenizer, model_dir))
-    tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
+    try:
+        hf_config = _hf_config(task, model)[0]  # The card names the Hugging Face class too.
+    except TfftError:
+        hf_config = None
+    with tempfile.TemporaryDirectory() as folder:  # Assets are copied when the SavedModel is saved.
+        asset_files.append(write_model_card(Path(folder), model_dir, task, weights, hf_config))
+        module = ServingModule(model, task, asset_files, _graph_tokenizer(task, tokenizer, model_dir))
+        tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
     return export_dir
 
 
@@ -171,7 +181,7 @@ def export_hf(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "
 
     The backbone and the task head are saved under the names of the family's
     ``transformers`` task class, with ``architectures``, labels and ``problem_type``
-    in ``config.json``, and the tokenizer files next to them.
+    in ``config.json``, and the tokenizer files and the model card (``README.md``) next to them.
 
     Args:
         model_dir: A directory written by ``tfft-train``.
@@ -182,11 +192,23 @@ def export_hf(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "
         The export directory.
     """
     model_dir, export_dir = Path(model_dir), Path(export_dir)
-    task, model, tokenizer = _restore_for_export(model_dir, export_dir, checkpoint)
+    task, model, tokenizer, weights = _restore_for_export(model_dir, export_dir, checkpoint)
+    config, head = _hf_config(task, model)
+    backbone = model.get_layer("backbone")
+    write_hf_folder(export_dir, config, {**backbone.hf_state_dict(head.pooler_key), **head.tensors})
+    save_tokenizer(tokenizer, export_dir)
+    write_model_card(export_dir, model_dir, task, weights, config)
+    return export_dir
+
+
+def _hf_config(task: Task, model) -> tuple[dict, HfHead]:
+    """The Hugging Face folder's ``config.json`` and the task head it names.
+
+    Raises:
+        TfftError: if the task has no Hugging Face counterpart.
+    """
     backbone = model.get_layer("backbone")
     head = task.hf_head(model, backbone)
     config = {key: value for key, value in backbone.hf_config.items() if key not in head.config}
     config.update(head.config, architectures=[f"{backbone.hf_class_prefix}{head.architecture}"])
-    write_hf_folder(export_dir, config, {**backbone.hf_state_dict(head.pooler_key), **head.tensors})
-    save_tokenizer(tokenizer, export_dir)
-    return export_dir
+    return config, head

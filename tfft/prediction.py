@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfft import modeling
-from tfft.config import DataConfig, TaskConfig, build_config
+from tfft.config import DataConfig, build_config
 from tfft.data.sources import TFRECORD_FORMAT, infer_format
 from tfft.errors import TfftError, reason
 from tfft.tasks import Task, get_task
@@ -26,35 +26,39 @@ from tfft.tasks import Task, get_task
 LOG_EVERY_BATCHES = 20
 
 
-def input_data(task: TaskConfig, path: str, fmt: str = "auto", columns: list | None = None) -> DataConfig:
+def input_data(task: Task, path: str, fmt: str = "auto", columns: list | None = None) -> DataConfig:
     """How to read ``path``: as the run read its data, where the file and the flags leave it open.
 
     Args:
-        task: The run's task config; its predict, validation and train data settings are
-            looked at in this order.
+        task: The run's task; its predict, validation and train data settings are looked at
+            in this order, and its :attr:`~tfft.tasks.Task.format_suffixes` name formats.
         path: The input file.
         fmt: Its format; ``auto``: its suffix's, else the first the run's data sets.
         columns: Column names of a header-less TSV/CSV file; None: the first the run's data
             sets.
     """
-    splits = (task.predict_data, task.validation_data, task.train_data)
-    if fmt == "auto" and not _names_a_format(path):
+    splits = (task.config.predict_data, task.config.validation_data, task.config.train_data)
+    if fmt == "auto" and not _names_a_format(path, task.format_suffixes):
         fmt = next((split.format for split in splits if split.format not in ("auto", TFRECORD_FORMAT)), fmt)
     if columns is None:
         columns = next((split.columns for split in splits if split.columns), [])
     return DataConfig(input_path=path, format=fmt, columns=list(columns))
 
 
-def _names_a_format(path: str) -> bool:
+def _names_a_format(path: str, suffixes: dict[str, str]) -> bool:
     try:
-        infer_format(path)
+        infer_format(path, suffixes=suffixes)
     except TfftError:
         return False
     return True
 
 
-def _export_task(export_dir: Path) -> Task:
-    """The task of an export, built from its ``assets/params.yaml``."""
+def export_task(export_dir: Path) -> Task:
+    """The task of an export, built from its ``assets/params.yaml``.
+
+    Raises:
+        TfftError: if ``export_dir`` is not a directory ``tfft-export`` wrote.
+    """
     if not export_dir.is_dir():
         raise TfftError(f"--export_dir '{export_dir}' does not exist; pass a directory tfft-export wrote")
     params = export_dir / modeling.ASSETS_DIR / modeling.PARAMS_FILE
@@ -66,8 +70,12 @@ def _export_task(export_dir: Path) -> Task:
     return get_task(build_config([str(params)]).task)
 
 
-def _raw_text_signature(export_dir: Path, task: Task, names: list[str]):
-    """The export's ``serving_default`` signature, checked to take the raw-text inputs ``names``."""
+def raw_text_signature(export_dir: Path, task: Task, names: list[str]):
+    """The export's ``serving_default`` signature, checked to take the raw-text inputs ``names``.
+
+    Raises:
+        TfftError: if the SavedModel cannot be loaded or its signature takes other inputs.
+    """
     try:
         signature = tf.saved_model.load(str(export_dir)).signatures.get("serving_default")
     except (OSError, ValueError) as error:
@@ -101,13 +109,20 @@ def _characters(value: str | list[str]) -> int:
     return len(value) if isinstance(value, str) else sum(map(len, value))
 
 
-def _serve(signature, task: Task, examples: list, texts: dict[str, list], batch_size: int):
-    """Runs ``signature`` on ``texts`` a batch at a time, the examples of similar length together.
+def serve(signature, task: Task, examples: list, batch_size: int):
+    """Runs ``signature`` on ``examples``' raw texts a batch at a time, similar lengths together.
+
+    Args:
+        signature: What :func:`raw_text_signature` returned.
+        task: The export's task.
+        examples: The task's examples (read from a file, or :meth:`~tfft.tasks.Task.examples_from_texts`).
+        batch_size: Examples per call.
 
     Returns:
         ``(rows, seconds)``: the task's :meth:`~tfft.tasks.Task.served_rows` in example
         order, and the time the batches took.
     """
+    texts = task.serving_texts(examples)
     count = len(examples)
     order = sorted(range(count), key=lambda i: sum(_characters(values[i]) for values in texts.values()))
     rows: list = [None] * count
@@ -143,14 +158,13 @@ def predict_file(export_dir: str | Path, input_path: str, output_path: str | Pat
         ``(predictions, examples per second)``.
     """
     export_dir, output_path = Path(export_dir), Path(output_path)
-    task = _export_task(export_dir)
-    data = input_data(task.config, input_path, input_format, input_columns)
+    task = export_task(export_dir)
+    data = input_data(task, input_path, input_format, input_columns)
     examples = task.read_examples(data, labeled=False)
-    texts = task.serving_texts(examples)
-    signature = _raw_text_signature(export_dir, task, list(texts))
+    signature = raw_text_signature(export_dir, task, list(task.serving_texts(examples)))
     _writable(output_path)
     logging.info("predicting %d examples of %s with %s", len(examples), input_path, export_dir)
-    rows, seconds = _serve(signature, task, examples, texts, batch_size)
+    rows, seconds = serve(signature, task, examples, batch_size)
     task.write_served(rows, output_path)
     return len(rows), len(rows) / seconds
 
