@@ -249,4 +249,4 @@ def test_console_scripts_are_installed(script):
     executable = Path(sys.executable).parent / script
     process = subprocess.run([str(executable)], capture_output=True, text=True)
     assert process.returncode != 0
-    assert "flag --model_dir=None: Flag --model_dir must have a value" in process.stderr
+    assert "--model_dir must have a value" in process.stderr

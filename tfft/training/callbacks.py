@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src.saving import saving_lib
 
-from tfft import evaluation
+from tfft import compat, evaluation
 from tfft.data.features import Features
 from tfft.errors import TfftError
 from tfft.tasks import Task
@@ -291,7 +291,8 @@ class _EpochBar(keras.utils.Progbar):
 
     def __init__(self, target: int, start: int, interval: float):
         # All values are shown as given: Keras' batch logs hold the epoch's running means already.
-        super().__init__(target, interval=interval, stateless_metrics=(), unit_name="batch")
+        super().__init__(target, interval=interval, unit_name="batch")
+        compat.progbar_shows_values_as_given(self)
         self.start = start
         self._seen_so_far = start
 

@@ -24,6 +24,8 @@ import tensorflow as tf
 from keras.src import tree
 from keras.src.backend.tensorflow import trainer as keras_tf_trainer
 
+from tfft import compat
+
 _ORIGINAL_BUILD = keras_tf_trainer.TensorFlowTrainer._maybe_symbolic_build
 _ORIGINAL_REDUCE = keras_tf_trainer.reduce_per_replica
 
@@ -43,7 +45,7 @@ def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     strategy = self._distribute_strategy
     if iterator is None or strategy is None:
         return _ORIGINAL_BUILD(self, iterator=iterator, data_batch=data_batch)
-    for _, _, batches in iterator:
+    for batches in compat.epoch_iterator_batches(iterator):
         data_batch = tree.map_structure(lambda value: _first_local(value, strategy), next(batches))
         break
     return _ORIGINAL_BUILD(self, data_batch=data_batch)
