@@ -202,7 +202,7 @@ class Predictor:
             self.task: Task = prediction.export_task(path)
             signature = prediction.raw_text_signature(path, self.task, list(self.task.text_inputs))
             self._rows = lambda examples, batch_size: prediction.serve(
-                signature, self.task, examples, batch_size)[0]
+                signature, self.task, examples, self.task.serving_texts(examples), batch_size)[0]
         elif (path / modeling.PARAMS_FILE).is_file():
             experiment = Experiment(modeling.load_run_config(path), path)
             model, tokenizer, _ = experiment.restore(checkpoint)

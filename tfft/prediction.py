@@ -109,20 +109,20 @@ def _characters(value: str | list[str]) -> int:
     return len(value) if isinstance(value, str) else sum(map(len, value))
 
 
-def serve(signature, task: Task, examples: list, batch_size: int):
+def serve(signature, task: Task, examples: list, texts: dict[str, list], batch_size: int):
     """Runs ``signature`` on ``examples``' raw texts a batch at a time, similar lengths together.
 
     Args:
         signature: What :func:`raw_text_signature` returned.
         task: The export's task.
         examples: The task's examples (read from a file, or :meth:`~tfft.tasks.Task.examples_from_texts`).
+        texts: Their :meth:`~tfft.tasks.Task.serving_texts`.
         batch_size: Examples per call.
 
     Returns:
         ``(rows, seconds)``: the task's :meth:`~tfft.tasks.Task.served_rows` in example
         order, and the time the batches took.
     """
-    texts = task.serving_texts(examples)
     count = len(examples)
     order = sorted(range(count), key=lambda i: sum(_characters(values[i]) for values in texts.values()))
     rows: list = [None] * count
@@ -161,10 +161,11 @@ def predict_file(export_dir: str | Path, input_path: str, output_path: str | Pat
     task = export_task(export_dir)
     data = input_data(task, input_path, input_format, input_columns)
     examples = task.read_examples(data, labeled=False)
-    signature = raw_text_signature(export_dir, task, list(task.serving_texts(examples)))
+    texts = task.serving_texts(examples)  # Checked before anything is written.
+    signature = raw_text_signature(export_dir, task, list(texts))
     _writable(output_path)
     logging.info("predicting %d examples of %s with %s", len(examples), input_path, export_dir)
-    rows, seconds = serve(signature, task, examples, batch_size)
+    rows, seconds = serve(signature, task, examples, texts, batch_size)
     task.write_served(rows, output_path)
     return len(rows), len(rows) / seconds
 
