@@ -134,6 +134,15 @@ def _tsv_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+def hub_cache_with(folder, hub_id: str, cache) -> None:
+    """Puts a checkpoint folder into a Hugging Face Hub cache as ``hub_id``'s snapshot."""
+    commit = "0" * 40
+    repo = cache / f"models--{hub_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
 def write_sentiment_tsv(path: Path, count: int, seed: int = 0) -> Path:
     """A learnable synthetic sentiment TSV: label 1 iff the sentence has a positive word."""
     import random

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, hub_cache_with
 
 import tfft
 from tfft.errors import TfftError
@@ -141,15 +140,6 @@ def notebook_session() -> str:
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) == 1, "the section holds one python block: the session"
     return blocks[0]
-
-
-def hub_cache_with(folder, hub_id: str, cache) -> None:
-    """Puts a checkpoint folder into a Hugging Face Hub cache as ``hub_id``'s snapshot."""
-    commit = "0" * 40
-    repo = cache / f"models--{hub_id.replace('/', '--')}"
-    shutil.copytree(folder, repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "glue" / "SST-2" / "dev.tsv").is_file(), reason="needs SST-2")

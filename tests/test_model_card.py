@@ -9,7 +9,7 @@ import re
 
 import pytest
 import yaml
-from conftest import make_tiny_bert, run_export, run_train, write_sentiment_tsv
+from conftest import hub_cache_with, make_tiny_bert, run_export, run_train, write_sentiment_tsv
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
@@ -229,3 +229,22 @@ def test_a_local_folder_named_like_a_hub_id_is_local(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "org" / "model").mkdir(parents=True)
     assert model_card.hub_id("org/model") == ""
+
+
+def test_the_base_checkpoints_license_and_language_carry_over(minilm, tmp_path, monkeypatch):
+    """From a local folder's card, or a Hub id's card in the Hugging Face cache; never a guess."""
+    assert model_card.base_card_metadata(str(minilm)) == {"license": "apache-2.0", "language": "en"}
+    assert model_card.base_card_metadata(str(minilm / "model.safetensors"))["license"] == "apache-2.0"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    hub_cache_with(minilm, "org/minilm", tmp_path / "hub")
+    assert model_card.base_card_metadata("org/minilm") == {"license": "apache-2.0", "language": "en"}
+    assert model_card.base_card_metadata("org/not-cached") == {}
+    monkeypatch.chdir(minilm)  # A Hub id is never read as the working folder's README.md.
+    assert model_card.base_card_metadata("bert-base-uncased") == {}
+    (tmp_path / "no_card").mkdir()
+    (tmp_path / "no_card" / "README.md").write_text("# Notes\n\nlicense: mit\n")
+    assert model_card.base_card_metadata(str(tmp_path / "no_card")) == {}
+
+    model_dir, task = fake_run(tmp_path / "run", "sentence_classification", {}, init_checkpoint=str(minilm))
+    card = ModelCard(model_card.model_card(model_dir, task, model_dir / "final.weights.h5", None))
+    assert (card.data.license, card.data.language, card.data.base_model) == ("apache-2.0", "en", None)

@@ -4,8 +4,9 @@
 SavedModel's ``assets/``; both exports of the same weights get the same card. Its YAML
 front matter holds the Hub's metadata: ``library_name``, ``tags``, ``pipeline_tag`` (the
 task's :attr:`~tfft.tasks.Task.pipeline_tag`), ``base_model`` (``task.init_checkpoint``
-when it is a Hub id), ``datasets`` (TFDS names of the data), ``metrics`` and a
-``model-index`` with the run's ``eval_results.json``. Metadata never holds a local path:
+when it is a Hub id), ``license`` and ``language`` (the base checkpoint's own card, where its
+folder has one), ``datasets`` (TFDS names of the data), ``metrics`` and a ``model-index``
+with the run's ``eval_results.json``. Metadata never holds a local path:
 local checkpoints and data files are left out of it. The body says what the model is,
 its evaluation and training results, how to load it, and the run's ``params.yaml``.
 """
@@ -17,6 +18,7 @@ import math
 import re
 from pathlib import Path
 
+import huggingface_hub
 import yaml
 
 from tfft import modeling
@@ -40,6 +42,8 @@ TRANSFORMERS_PIPELINES = ("text-classification", "token-classification")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 #: A checkpoint folder in the Hugging Face cache: ``.../models--ORG--NAME/snapshots/REVISION``.
 _HUB_CACHE = re.compile(r"models--([\w.-]+)/snapshots/")
+#: Metadata a fine-tuned model inherits from its base checkpoint's card.
+INHERITED_METADATA = ("license", "language")
 
 
 def hub_id(checkpoint: str) -> str:
@@ -56,6 +60,34 @@ def hub_id(checkpoint: str) -> str:
     if not _HUB_ID.fullmatch(checkpoint) or "--" in checkpoint or ".." in checkpoint:
         return ""
     return "" if Path(checkpoint).expanduser().exists() else checkpoint
+
+
+def base_card_metadata(checkpoint: str) -> dict:
+    """The :data:`INHERITED_METADATA` of the base checkpoint's own card ({} where it has none).
+
+    Args:
+        checkpoint: ``task.init_checkpoint``: a local folder (or a file in one) with a Hub
+            ``README.md``, or a Hub id whose card is in the local Hugging Face cache (nothing
+            is downloaded).
+    """
+    if not checkpoint:
+        return {}
+    path = Path(checkpoint).expanduser()
+    if path.exists():
+        card = (path if path.is_dir() else path.parent) / CARD_FILE
+    else:
+        cached = huggingface_hub.try_to_load_from_cache(checkpoint, CARD_FILE) if hub_id(checkpoint) else None
+        card = Path(cached) if isinstance(cached, str) else None
+    if card is None or not card.is_file():
+        return {}
+    front = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", card.read_text(errors="replace"), re.DOTALL)
+    try:
+        metadata = yaml.safe_load(front[1]) if front else None
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(metadata, dict):
+        return {}
+    return {key: metadata[key] for key in INHERITED_METADATA if isinstance(metadata.get(key), (str, list))}
 
 
 def tfds_dataset(data: DataConfig) -> dict:
@@ -144,6 +176,7 @@ def card_metadata(name: str, task: Task, eval_results: dict, hf_config: dict | N
     base_model = hub_id(task.config.init_checkpoint)
     if base_model:
         metadata["base_model"] = base_model
+    metadata.update(base_card_metadata(task.config.init_checkpoint))
     datasets = [tfds_dataset(task.config.train_data).get("name"),
                 tfds_dataset(task.config.validation_data).get("name")]
     if any(datasets):
