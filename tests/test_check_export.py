@@ -8,6 +8,7 @@ test_training.py.
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -22,16 +23,24 @@ CONLL_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC
 SQUAD = SHARED_DATA / "squad" / "dev-v1.1-minus-xquad.json"
 
 
-def test_conll_sentences_and_tags_are_those_training_reads():
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_conll_sentences_and_tags_are_those_training_reads(gzipped, tmp_path):
+    """CoNLL-2003's own ``.txt`` (or a gzip copy) with ``format: auto``, as token classification reads it."""
     tool = load_tool("check_export")
-    data = {"input_path": str(SHARED_DATA / "conll2003" / "valid.txt"), "format": "conll",
-            "max_examples": 150}
+    path = SHARED_DATA / "conll2003" / "valid.txt"
+    if gzipped:
+        path = tmp_path / "valid.txt.gz"
+        path.write_bytes(gzip.compress((SHARED_DATA / "conll2003" / "valid.txt").read_bytes()))
+    data = {"input_path": str(path), "format": "auto", "max_examples": 150}
     config = task_config("token_classification", label_list=CONLL_TAGS, tag_column=-1)
-    examples = get_task(config).read_examples(DataConfig(**data))
-    records = tool.read_records(data, ("conll",))
+    task = get_task(config)
+    examples = task.read_examples(DataConfig(**data))
+    records = tool.read_records(data, ("conll", "jsonl", "json"))
     sentences = [tool.sentence_tags(record, {"tag_column": -1}) for record in records]
     assert len(sentences) == len(examples) == 150
     assert sentences == [(list(example.words), list(example.tags)) for example in examples]
+    with pytest.raises(tool.CheckError, match=r"^cannot tell the format of '.*valid.txt.*' from its name"):
+        tool.read_records(data, ("tsv", "csv"))  # Sentence tasks: .txt means nothing.
 
 
 def test_squad_questions_and_scored_answers_are_those_training_reads(tmp_path):

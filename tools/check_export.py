@@ -38,6 +38,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.util
 import itertools
 import json
@@ -65,6 +66,10 @@ FLAGS = flags.FLAGS
 REPO = Path(__file__).resolve().parents[1]
 LIBRARIES = ("tfft", "tokenizers", "transformers", "tensorflow_text")
 SUFFIXES = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".conll": "conll"}
+#: What a ``.txt`` file holds for a task that reads these formats (the tasks' ``format_suffixes``:
+#: CoNLL-2003 ships CoNLL ``.txt`` files, RACE JSON ones).
+TXT_FORMATS = ("conll", "json")
+GZIP_SUFFIX, GZIP_MAGIC = ".gz", b"\x1f\x8b"
 CONLL_DOCUMENT_START = "-DOCSTART-"
 
 
@@ -83,15 +88,21 @@ def load_metrics_module(name: str):
 # --- reading, as tfft/data/sources.py reads -------------------------------------------------
 
 
-def data_format(path: str, declared: str) -> str:
-    """The declared format, or the one the suffix names (as ``sources.infer_format``)."""
+def data_format(path: str, declared: str, formats: tuple[str, ...] = ()) -> str:
+    """The declared format, or the one the suffix names (as ``sources.infer_format``).
+
+    A ``.gz`` suffix is looked past; ``.txt`` is the first of :data:`TXT_FORMATS` in ``formats``.
+    """
     if declared and declared != "auto":
         return declared
     if path.startswith("tfds:"):
         return "tfds"
+    name = path.lower().removesuffix(GZIP_SUFFIX)
     for suffix, fmt in SUFFIXES.items():
-        if path.lower().endswith(suffix):
+        if name.endswith(suffix):
             return fmt
+    if name.endswith(".txt") and (txt := [fmt for fmt in TXT_FORMATS if fmt in formats]):
+        return txt[0]
     raise CheckError(f"cannot tell the format of '{path}' from its name; pass --format=conll (or tsv, csv, "
                      "jsonl, json)")
 
@@ -109,8 +120,11 @@ def files(path: str) -> list[str]:
 
 
 def read_text(path: str) -> str:
-    with tf.io.gfile.GFile(path, "r") as file:
-        return file.read().lstrip("\ufeff")
+    """A UTF-8 file's text (gunzipped where it is gzip), without a byte order mark."""
+    with tf.io.gfile.GFile(path, "rb") as file:
+        data = file.read()
+    data = gzip.decompress(data) if data.startswith(GZIP_MAGIC) else data
+    return data.decode("utf-8").lstrip("\ufeff")
 
 
 def delimited_records(path: str, fmt: str, columns: list) -> Iterator[dict]:
@@ -166,7 +180,7 @@ def conll_records(path: str) -> Iterator[dict]:
 def read_records(data: dict, formats: tuple[str, ...]) -> list[dict]:
     """The first ``max_examples`` records (0: all) of ``data`` (a ``task.*_data`` section)."""
     path = data["input_path"]
-    fmt = data_format(path, data.get("format", "auto"))
+    fmt = data_format(path, data.get("format", "auto"), formats)
     if fmt not in formats:
         raise CheckError(f"check_export reads {', '.join(formats)} data for this task, not {fmt} "
                          f"('{path}'); pass --input_path=PATH (and --format) to a copy in one of those")
