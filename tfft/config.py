@@ -84,9 +84,37 @@ class TaskConfig:
     classifier_dropout: float = config_field(
         -1.0, doc="Dropout before the task head; -1 takes the checkpoint's."
     )
+    column_names: dict = config_field(
+        {}, doc="Columns the task may also read under another name, {name in the data: other name}, "
+        "e.g. GLUE MRPC's TSV {'#1 String': sentence1, Quality: label}; names the data lacks are "
+        "skipped, so one config reads a dataset's TSV files and its TFDS version alike."
+    )
     train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     validation_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    extra_validation_data: dict = config_field(
+        {}, doc="More validation sets, {name: a data section like validation_data's}, evaluated with "
+        "the final weights after training and in --mode=eval; eval_results.json holds their metrics as "
+        "NAME_METRIC (e.g. MNLI's mismatched_accuracy). Checkpoints and early stopping follow "
+        "validation_data. Overrides add sets; NAME=null drops one, {} all."
+    )
     predict_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+
+    def extra_validation_sets(self) -> dict[str, DataConfig]:
+        """:attr:`extra_validation_data` as data sections, by name.
+
+        Raises:
+            TfftError: for a name that is not a plain identifier, or a section with an unknown
+                key or a value of the wrong type.
+        """
+        sets = {}
+        for name, values in self.extra_validation_data.items():
+            key = f"task.extra_validation_data.{name}"
+            if not isinstance(name, str) or not name.isidentifier():
+                raise TfftError(f"config key '{key}': name the validation set with letters, digits "
+                                "and underscores, e.g. mismatched")
+            sets[name] = DataConfig()
+            _update(sets[name], values, key + ".")
+        return sets
 
 
 #: ``task.type`` -> its config section, filled by :func:`register_task_section`.
@@ -262,9 +290,24 @@ def _update(obj, values: dict, prefix: str, source: str = "") -> None:
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             _update(current, value, key + ".", source)
+        elif isinstance(current, dict) and isinstance(value, dict) and value:
+            setattr(obj, name, _merged(current, value))  # Later layers add to a mapping ({} clears it).
         else:
             choices = fields[name].metadata.get("choices")
             setattr(obj, name, _coerce(value, hints[name], key, choices))
+
+
+def _merged(base: dict, update: dict) -> dict:
+    """``base`` with ``update``'s entries: mappings in both merged the same way, null ones removed."""
+    merged = dict(base)
+    for name, value in update.items():
+        if value is None:
+            merged.pop(name, None)
+        elif isinstance(merged.get(name), dict) and isinstance(value, dict):
+            merged[name] = _merged(merged[name], value)
+        else:
+            merged[name] = value
+    return merged
 
 
 def _other_task_key(section: TaskConfig, name: str, value: Any, source: str) -> bool:
@@ -379,6 +422,7 @@ def build_config(
     config = ExperimentConfig(task=task_section(task_type)(type=task_type))
     for values, source in layers:
         _update(config, values, "", source)
+    config.task.extra_validation_sets()  # Checked now, not after training.
     return config
 
 

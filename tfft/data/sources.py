@@ -125,7 +125,8 @@ def infer_format(path: str, declared: str = "auto", suffixes: Mapping[str, str] 
     )
 
 
-def read_data(data: DataConfig, suffixes: Mapping[str, str] | None = None) -> list[Record]:
+def read_data(data: DataConfig, suffixes: Mapping[str, str] | None = None,
+              column_names: Mapping[str, str] | None = None) -> list[Record]:
     """Reads the records of one split: ``data.input_path`` in ``data.format``.
 
     Up to ``data.max_examples`` records (0 = all). CoNLL files give one record per
@@ -140,9 +141,13 @@ def read_data(data: DataConfig, suffixes: Mapping[str, str] | None = None) -> li
         data: The split's config.
         suffixes: What file-name suffixes mean for the task's data, for ``format: auto``
             (see :func:`infer_format`).
+        column_names: Columns readable under another name too, ``{name in the data: new
+            name}`` (``task.column_names``); a name the data does not have is skipped, so one
+            mapping serves a dataset's TSV files and its TFDS version.
 
     Raises:
-        TfftError: for a missing file, a folder, a malformed row or an unknown format.
+        TfftError: for a missing file, a folder, a malformed row, an unknown format, or a
+            column given a name the data already has.
     """
     path = data.input_path
     check_max_examples(path, data.max_examples)
@@ -155,10 +160,27 @@ def read_data(data: DataConfig, suffixes: Mapping[str, str] | None = None) -> li
         rows = _read_tfds(path, data)
     else:
         rows = itertools.chain.from_iterable(_READERS[fmt](file, data) for file in files)
+    if column_names:
+        rows = (_renamed(record, column_names) for record in rows)
     records = list(itertools.islice(rows, data.max_examples or None))
     if not records:
         raise TfftError(f"input '{path}' holds no examples; check the file or the TFDS split")
     return records
+
+
+def _renamed(record: Record, column_names: Mapping[str, str]) -> Record:
+    """``record`` with its columns named in ``column_names`` also under their new names."""
+    renames = {old: new for old, new in column_names.items() if old in record.fields and old != new}
+    if not renames:
+        return record
+    for old, new in renames.items():
+        if new in record.fields:
+            raise TfftError(
+                f"{record.where}: task.column_names names column '{old}' '{new}', which the data "
+                f"already has; drop '{old}' from task.column_names"
+            )
+    return dataclasses.replace(record, fields={
+        **record.fields, **{new: record.fields[old] for old, new in renames.items()}})
 
 
 def check_max_examples(path: str, max_examples: int) -> None:

@@ -24,6 +24,7 @@ from tfft.backbones import Backbone
 from tfft.backbones.layers import Dropout
 from tfft.config import DataConfig, TaskConfig, register_task_section
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
+from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
 
 #: Metrics where a lower value is better; all others are maximised.
@@ -123,6 +124,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[Any]:
         """Reads and validates the examples of one data split."""
+
+    def read_records(self, data: DataConfig) -> list[Record]:
+        """The raw records of one split, as :meth:`read_examples` starts from them.
+
+        Read with the task's :attr:`format_suffixes` and ``task.column_names``.
+        """
+        return read_data(data, self.format_suffixes, self.config.column_names)
 
     def prepare(self, train_examples: list[Any]) -> None:  # noqa: B027 - optional hook.
         """Settles what depends on the training data (e.g. a tag list) before the config is saved."""

@@ -37,7 +37,7 @@ import tensorflow as tf
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
-from tfft.data.sources import Record, read_data
+from tfft.data.sources import Record
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
 from tfft.tasks import metrics
@@ -142,7 +142,7 @@ class MultipleChoice(Task):
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[ChoiceExample]:
         """Reads every record's questions in whichever layout it has."""
-        records = read_data(data, self.format_suffixes)
+        records = self.read_records(data)
         examples = [example for record in records for example in self._examples(record, labeled)]
         if self.config.num_choices:
             for example in examples:

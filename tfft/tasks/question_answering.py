@@ -34,7 +34,7 @@ import tensorflow as tf
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec
-from tfft.data.sources import Record, read_data
+from tfft.data.sources import Record
 from tfft.errors import TfftError
 from tfft.tasks import metrics, question_answering_graph
 from tfft.tasks.base import HfHead, Task, dense_head, plain, register_task
@@ -185,7 +185,7 @@ class QuestionAnswering(Task):
         """
         skipped = _SkippedAnswers()
         examples, seen = [], {}
-        for record in read_data(data, self.format_suffixes):
+        for record in self.read_records(data):
             example = self._example(record, labeled, skipped)
             if example is None:
                 continue

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features
-from tfft.data.sources import Record, read_data
+from tfft.data.sources import Record
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
 from tfft.tasks.base import HfHead, Task, dense_head
@@ -63,7 +63,7 @@ class SentenceTask(Task):
 
     def read_examples(self, data: DataConfig, labeled: bool = True) -> list[SentenceExample]:
         """Reads ``data`` and checks every row's text and label columns."""
-        records = read_data(data, self.format_suffixes)
+        records = self.read_records(data)
         return [self._example(record, labeled) for record in records]
 
     def _example(self, record: Record, labeled: bool) -> SentenceExample:

@@ -21,7 +21,7 @@ from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, flatten
 from tfft.data.graph_tokenizers.words import encode_words
-from tfft.data.sources import Record, read_data
+from tfft.data.sources import Record
 from tfft.errors import TfftError
 from tfft.tasks import metrics
 from tfft.tasks.base import HfHead, Task, dense_head, register_task
@@ -100,7 +100,7 @@ class TokenClassification(Task):
         With ``format: auto``, ``.txt`` files (and ``.txt.gz``) are read as CoNLL columns
         (:attr:`format_suffixes`).
         """
-        records = read_data(data, self.format_suffixes)
+        records = self.read_records(data)
         return [self._example(record, labeled) for record in records]
 
     def _example(self, record: Record, labeled: bool) -> TokenExample:

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfft import evaluation, modeling
-from tfft.config import ExperimentConfig, save_yaml, to_dict
+from tfft.config import DataConfig, ExperimentConfig, save_yaml, to_dict
 from tfft.data import tfrecords
 from tfft.data.features import Features
 from tfft.data.pipeline import BatchPlan, InMemorySource, TrainingSource, distribute, epoch_dataset
@@ -136,6 +136,7 @@ class Experiment:
         model, tokenizer, weights = self.restore(checkpoint)
         if mode == "eval":
             metrics, _ = self._evaluate(model, self._validation_features(tokenizer))
+            metrics.update(self._extra_evaluations(model, tokenizer))
             return self._write_eval_results(metrics, weights)
         return self.predict(model, tokenizer, output_format)
 
@@ -150,8 +151,13 @@ class Experiment:
 
     # --- data --------------------------------------------------------------------------
 
+    def _data(self, split: str) -> DataConfig:
+        """``task.<split>``: ``validation_data`` or ``extra_validation_data.NAME`` and so on."""
+        section, _, name = split.partition(".")
+        return self.config.task.extra_validation_sets()[name] if name else getattr(self.config.task, section)
+
     def _read(self, split: str, labeled: bool = True) -> list:
-        data = getattr(self.config.task, split)
+        data = self._data(split)
         if not data.input_path:
             raise TfftError(f"task.{split}.input_path is empty; set it to a file or tfds:NAME/SPLIT")
         if tfrecords.is_tfrecord_path(data.input_path, data.format):
@@ -169,7 +175,7 @@ class Experiment:
         With ``task.<split>.max_examples``, only its first examples are read (see
         :class:`~tfft.data.tfrecords.TFRecordSplit`).
         """
-        data = getattr(self.config.task, split)
+        data = self._data(split)
         if not tfrecords.is_tfrecord_path(data.input_path, data.format):
             return None
         files = tfrecords.open_split(data.input_path, data.max_examples)
@@ -204,11 +210,20 @@ class Experiment:
         features = self.task.encode(examples, tokenizer)
         return InMemorySource(features, self.task.feature_specs), checkpoint, tokenizer
 
-    def _validation_features(self, tokenizer) -> Features:
-        files = self._tfrecord_split("validation_data")
+    def _validation_features(self, tokenizer, split: str = "validation_data") -> Features:
+        files = self._tfrecord_split(split)
         if files is not None:
             return tfrecords.read_features(files, self.task.example_type)
-        return self.task.encode(self._read("validation_data"), tokenizer)
+        return self.task.encode(self._read(split), tokenizer)
+
+    def _extra_evaluations(self, model, tokenizer) -> dict:
+        """The metrics of ``task.extra_validation_data``'s sets, as ``NAME_METRIC``."""
+        metrics = {}
+        for name in self.config.task.extra_validation_sets():
+            features = self._validation_features(tokenizer, f"extra_validation_data.{name}")
+            results, _ = self._evaluate(model, features)
+            metrics.update({f"{name}_{key}": value for key, value in results.items()})
+        return metrics
 
     def _batch_plan(self, source: TrainingSource) -> BatchPlan:
         trainer = self.config.trainer
@@ -302,9 +317,12 @@ class Experiment:
         clock = time.perf_counter()
         metrics = None if best.restored else validation.float32_metrics_at(results["steps"])
         modeling.set_precision("float32")
-        if metrics is None:  # Under mixed precision, the validation's float32 copy serves again.
+        if metrics is None or self.config.task.extra_validation_data:
+            # Under mixed precision, the validation's float32 copy serves again.
             final = (validation.float32_model or self._inference_copy(backbone.hf_config))(model)
-            metrics, _ = self._evaluate(final, validation_features)
+            if metrics is None:
+                metrics, _ = self._evaluate(final, validation_features)
+            metrics.update(self._extra_evaluations(final, tokenizer))
         metrics["eval_seconds"] = time.perf_counter() - clock
         return self._write_eval_results(metrics, self._checkpoint_file("final"))
 
