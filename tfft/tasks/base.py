@@ -173,6 +173,14 @@ class Task(abc.ABC):
     def evaluate(self, outputs: np.ndarray, features: Features) -> dict[str, float]:
         """Metrics (including ``loss``) over a whole evaluation set (labels in ``features``)."""
 
+    def baseline_metrics(self, features: Features) -> dict[str, float]:
+        """What a model that learned nothing scores on ``features`` ({} where the task defines none).
+
+        Sweeps count a run whose main metric is at this level as one that failed to learn.
+        """
+        del features
+        return {}
+
     @abc.abstractmethod
     def predictions(self, examples: list[Any], features: Features, outputs: np.ndarray) -> list[dict]:
         """One JSON-ready prediction per example."""

@@ -110,6 +110,13 @@ class SentenceClassification(SentenceTask):
             "matthews_corrcoef": metrics.matthews_corrcoef(predicted, labels, self.num_outputs),
         }
 
+    def baseline_metrics(self, features) -> dict[str, float]:
+        """Accuracy, F1 and MCC of always predicting the most frequent class."""
+        labels = features.labels.astype(np.int64)
+        majority = np.bincount(labels, minlength=self.num_outputs).argmax()
+        outputs = np.eye(self.num_outputs, dtype=np.float32)[np.full(len(labels), majority)]
+        return {name: value for name, value in self.evaluate(outputs, features).items() if name != "loss"}
+
     def predictions(self, examples: list[SentenceExample], features, outputs: np.ndarray) -> list[dict]:
         """The texts, the predicted label name and the class probabilities."""
         probabilities = metrics.softmax(outputs.astype(np.float64))

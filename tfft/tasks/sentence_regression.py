@@ -56,6 +56,10 @@ class SentenceRegression(SentenceTask):
             "spearman": metrics.spearman(outputs, labels),
         }
 
+    def baseline_metrics(self, features) -> dict[str, float]:
+        """Always predicting the mean score: MSE the scores' variance, no correlation."""
+        return {"loss": float(np.var(features.labels.astype(np.float64))), "pearson": 0.0, "spearman": 0.0}
+
     def predictions(self, examples: list[SentenceExample], features, outputs: np.ndarray) -> list[dict]:
         """The texts and the predicted score."""
         return [self._with_texts(example, self.served_prediction({"score": score}))

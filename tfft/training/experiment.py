@@ -2,10 +2,12 @@
 
 Outputs in ``model_dir`` (see :mod:`tfft.modeling` for the model files):
 
-- ``logs/train`` and ``logs/validation``: TensorBoard scalars;
+- ``logs/train`` and ``logs/validation``: TensorBoard scalars; ``logs/hparams``: the run's
+  settings and final metrics for TensorBoard's HParams dashboard (:mod:`tfft.training.hparams`);
 - ``train_results.json``: steps, epochs, training examples/second, final loss;
 - ``eval_results.json``: the task's validation metrics for the final weights, computed
-  in float32 like the exported model (per-epoch validation uses the training precision);
+  in float32 like the exported model (per-epoch validation uses the training precision),
+  and under ``baseline`` what a model that learned nothing scores (where the task says);
 - ``predictions.jsonl`` (or ``.conll``, or the task's own files such as SQuAD's
   ``predictions.json``): one prediction per input example (``predict`` mode);
 - ``backup/``: resumable state while training runs (:mod:`tfft.training.backup`); a
@@ -48,6 +50,7 @@ from tfft.training.callbacks import (
     console_mode,
     profile_range,
 )
+from tfft.training.hparams import write_hparams
 from tfft.training.optimizer import create_optimizer
 from tfft.training.strategy import configure_runtime, create_strategy, worker_of
 
@@ -135,9 +138,10 @@ class Experiment:
             return self.train(with_validation=mode == "train_and_eval")
         model, tokenizer, weights = self.restore(checkpoint)
         if mode == "eval":
-            metrics, _ = self._evaluate(model, self._validation_features(tokenizer))
+            features = self._validation_features(tokenizer)
+            metrics, _ = self._evaluate(model, features)
             metrics.update(self._extra_evaluations(model, tokenizer))
-            return self._write_eval_results(metrics, weights)
+            return self._write_eval_results(metrics, weights, features)
         return self.predict(model, tokenizer, output_format)
 
     def restore(self, checkpoint: str = ""):
@@ -309,6 +313,7 @@ class Experiment:
             results["resumed_from"] = {"epoch": state.epoch + 1, "batches": state.batches}
         write_json(self.output_dir / "train_results.json", results)
         if not with_validation:
+            self._write_hparams({"train_loss": loss}, results["steps"])
             return results
         # Evaluation, prediction and export run in float32, so eval_results.json holds
         # exactly what the exported model computes. The last epoch's validation runs in
@@ -324,7 +329,9 @@ class Experiment:
                 metrics, _ = self._evaluate(final, validation_features)
             metrics.update(self._extra_evaluations(final, tokenizer))
         metrics["eval_seconds"] = time.perf_counter() - clock
-        return self._write_eval_results(metrics, self._checkpoint_file("final"))
+        metrics = self._write_eval_results(metrics, self._checkpoint_file("final"), validation_features)
+        self._write_hparams({**metrics, "train_loss": loss}, results["steps"])
+        return metrics
 
     def _fit(self, model, source: TrainingSource, plan: BatchPlan, progress: Progress,
              state: TrainingState, callbacks: list) -> tuple[int, int, float]:
@@ -440,11 +447,18 @@ class Experiment:
             max_tokens=self.config.trainer.eval_max_tokens,
         )
 
-    def _write_eval_results(self, metrics: dict, weights: Path) -> dict:
+    def _write_eval_results(self, metrics: dict, weights: Path, features: Features) -> dict:
         metrics = {**metrics, "checkpoint": str(weights)}
+        baseline = self.task.baseline_metrics(features)
+        if baseline:
+            metrics["baseline"] = baseline
         write_json(self.output_dir / "eval_results.json", metrics)
         logging.info("eval results: %s", metrics)
         return metrics
+
+    def _write_hparams(self, metrics: dict, step: int) -> None:
+        if self.worker.is_chief:
+            write_hparams(self.model_dir / "logs" / "hparams", self.config, metrics, step)
 
     def predict(self, model, tokenizer, output_format: str = "") -> dict:
         """Writes the task's predictions file(s) for ``task.predict_data``.
