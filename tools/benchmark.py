@@ -22,7 +22,9 @@ Tasks (``--task``):
   peer is ``AutoModelForSequenceClassification`` with the markers as added tokens;
 - ``goemotions``: GoEmotions multi-label emotions, macro F1 over the 28 labels at threshold
   0.5 on ``test.tsv`` (and both sides' best of the same threshold sweep); the peer is the
-  sequence classifier with ``problem_type=multi_label_classification``.
+  sequence classifier with ``problem_type=multi_label_classification``;
+- ``stsb``: GLUE STS-B sentence-pair similarity, Pearson (and Spearman) correlation on
+  ``dev.tsv``; the peer is the sequence classifier with one output (``run_glue.py``).
 
 Throughput is training examples / wall time of the training call (``model.fit``
 without validation, ``Trainer.train``), tracing and first steps included; prediction
@@ -57,6 +59,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -107,6 +110,8 @@ TASKS = {
                          recipe="relation"),
     "goemotions": Benchmark("goemotions", "train.tsv", "test.tsv", "configs/multi_label/goemotions.yaml",
                             "macro_f1", recipe="multi_label"),
+    "stsb": Benchmark("glue/STS-B", "train.tsv", "dev.tsv", "configs/glue/stsb.yaml", "pearson",
+                      recipe="regression"),
 }
 
 flags.DEFINE_enum("mode", "train", ["train", "inference"],
@@ -272,7 +277,7 @@ def run_tfft(checkpoint: str, seed: str, folder: Path, *overrides: str) -> dict:
     evaluated = json.loads((folder / "eval_results.json").read_text())
     extra = {key: value for key, value in evaluated.items()
              if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1", "best_threshold",
-                                                   "best_macro_f1") and key != metric}
+                                                   "best_macro_f1", "spearman") and key != metric}
     stages = {f"{name}_seconds": value for name, value in train.get("seconds", {}).items()}
     stages["final_eval_seconds"] = evaluated.get("eval_seconds", 0.0)
     # Imports, process start and exit (the first batch is part of training).
@@ -500,6 +505,11 @@ def main(argv):
     metric = task_files()[3]
     summary = {name: {key: mean([r[key] for r in results]) for key in results[0] if key != "seed"}
                for name, results in runs.items()}
+    for name, results in runs.items():  # Seed-to-seed spread (sample standard deviation).
+        values = [r["metric"] for r in results]
+        summary[name]["metric_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        print(f"{name} {metric} over seeds {', '.join(FLAGS.seeds)}: {summary[name]['metric']:.4f} ± "
+              f"{summary[name]['metric_sd']:.4f} ({', '.join(f'{value:.4f}' for value in values)})")
     print(f"\n{'framework':<10}{'examples/s':>12}{metric:>14}{'peak RSS MiB':>14}{'train s':>10}")
     for name, row in summary.items():
         print(f"{name:<10}{row['examples_per_second']:>12.1f}{row['metric']:>14.4f}"

@@ -11,7 +11,9 @@ figures: ``examples_per_second``, ``train_seconds``, ``metric`` and extra metric
   marked sentences, the markers added as special tokens (``resize_token_embeddings``),
   the official macro F1;
 - :func:`multi_label`: ``AutoModelForSequenceClassification`` with
-  ``problem_type=multi_label_classification`` on GoEmotions' TSVs, macro F1 at 0.5.
+  ``problem_type=multi_label_classification`` on GoEmotions' TSVs, macro F1 at 0.5;
+- :func:`regression`: ``AutoModelForSequenceClassification`` with one output on GLUE
+  STS-B's TSVs, as ``run_glue.py`` trains it, Pearson and Spearman correlation.
 """
 
 from __future__ import annotations
@@ -213,3 +215,40 @@ def multi_label(checkpoint: str, train_file: Path, eval_file: Path, max_train: i
     return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
             "train_examples": len(train), "metric": macro_f1, "micro_f1": micro_f1,
             "best_threshold": float(best), "best_macro_f1": sweep[best][0]}
+
+
+def _sentence_pairs(path: Path, limit: int) -> tuple[list[str], list[str], list[float]]:
+    """``sentence1``, ``sentence2`` and ``score`` of a GLUE STS-B TSV (header row; no quoting)."""
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        rows = list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))[:limit or None]
+    return [row["sentence1"] for row in rows], [row["sentence2"] for row in rows], [float(row["score"])
+                                                                                     for row in rows]
+
+
+def regression(checkpoint: str, train_file: Path, eval_file: Path, max_train: int, max_length: int,
+               arguments) -> dict:
+    """One-output ``AutoModelForSequenceClassification`` (MSE), as ``run_glue.py`` trains STS-B.
+
+    Returns Pearson (``metric``) and Spearman correlation on the evaluation file.
+    """
+    import transformers
+    from scipy import stats
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+
+    def encode(path, limit):
+        first, second, scores = _sentence_pairs(path, limit)
+        encoded = tokenizer(first, second, truncation=True, max_length=max_length)
+        return _Rows([{**{key: values[i] for key, values in encoded.items()}, "labels": scores[i]}
+                      for i in range(len(scores))]), np.array(scores)
+
+    (train, _), (evaluation, gold) = encode(train_file, max_train), encode(eval_file, 0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, num_labels=1, problem_type="regression")
+    predictions, seconds = _fit_predict(model, arguments(len(train)), train, evaluation,
+                                        transformers.DataCollatorWithPadding(tokenizer))
+    predicted = predictions.reshape(-1).astype(np.float64)
+    epochs = arguments(len(train)).num_train_epochs
+    return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
+            "train_examples": len(train), "metric": float(np.corrcoef(predicted, gold)[0, 1]),
+            "spearman": float(stats.spearmanr(predicted, gold).statistic)}
