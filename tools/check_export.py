@@ -42,12 +42,12 @@ import gzip
 import importlib.util
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import yaml
 from absl import app, flags
 
@@ -77,12 +77,24 @@ class CheckError(Exception):
     """A one-line reason the check cannot run."""
 
 
-def load_metrics_module(name: str):
-    """``tfft/tasks/<name>.py`` (standard library only) by file path, without the tfft package."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "tfft" / "tasks" / f"{name}.py")
+def load_tfft_module(path: str):
+    """A standard-library-only module of tfft (e.g. ``tasks/squad_metrics.py``), without the package."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / "tfft" / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def import_tensorflow():
+    """TensorFlow, imported as tfft's commands import it: without its start-up notices."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_tfft_module("cli/quiet.py").quiet_start()
+    import tensorflow
+
+    return tensorflow
+
+
+tf = import_tensorflow()
 
 
 # --- reading, as tfft/data/sources.py reads -------------------------------------------------
@@ -250,7 +262,7 @@ def sentence_tags(record: dict, task: dict) -> tuple[list[str], list[str]]:
 
 def tagging_scores(export_dir: Path, task: dict, data: dict) -> tuple[dict, int]:
     """Entity-level micro F1 (conlleval rules, as training) of the served word tags."""
-    entities = load_metrics_module("entities")
+    entities = load_tfft_module("tasks/entities.py")
     sentences = [sentence_tags(record, task) for record in read_records(data, ("conll", "jsonl", "json"))]
     predicted = []
     for batch in serve(export_dir, {"text": [" ".join(words) for words, _ in sentences]}):
@@ -282,7 +294,7 @@ def gold_answers(record: dict) -> list[str] | None:
 
 def answer_scores(export_dir: Path, task: dict, data: dict) -> tuple[dict, int]:
     """The official SQuAD exact match and F1 (0-100) of the served ``answer``s."""
-    squad_metrics = load_metrics_module("squad_metrics")
+    squad_metrics = load_tfft_module("tasks/squad_metrics.py")
     questions = [(record, gold) for record in read_records(data, ("json", "jsonl"))
                  if (gold := gold_answers(record)) is not None]
     outputs = concatenated(serve(export_dir, {"question": [record["question"] for record, _ in questions],
