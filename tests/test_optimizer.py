@@ -8,6 +8,7 @@ import pytest
 
 from tfft import backbones
 from tfft.config import TrainerConfig, task_config
+from tfft.errors import TfftError
 from tfft.tasks import get_task
 from tfft.training.optimizer import WarmupLinearDecay, create_optimizer, no_decay_variables
 
@@ -121,11 +122,12 @@ def test_create_optimizer_settings(model):
     assert no_clip.global_clipnorm is None
 
 
-def _embedding_steps(optimizer_class, steps: int = 3):
+def _embedding_steps(optimizer_class, steps: int = 3, multipliers: tuple[float, float] = (1.0, 1.0)):
     """Three clipped AdamW steps on an embedding + dense model whose batch repeats tokens.
 
     Returns the TensorFlow weights after the steps, and PyTorch's AdamW with
-    ``clip_grad_norm_`` on the same model, weights and batches.
+    ``clip_grad_norm_`` on the same model, weights and batches. ``multipliers`` scale the
+    learning rate of the table and the kernel (PyTorch: one parameter group each).
     """
     import tensorflow as tf
     import torch
@@ -135,8 +137,10 @@ def _embedding_steps(optimizer_class, steps: int = 3):
     ids = np.array([[1, 1, 5, 7, 1], [5, 2, 2, 9, 1]])  # Repeated rows: several slices each.
     targets = rng.normal(size=(2, 3)).astype("float32")
     settings = dict(learning_rate=0.05, weight_decay=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    variables = [keras.Variable(table), keras.Variable(kernel)]
-    optimizer = optimizer_class(**settings, global_clipnorm=0.5)
+    variables = [keras.Variable(table, name="table"), keras.Variable(kernel, name="kernel")]
+    named = dict(zip(("table", "kernel"), multipliers, strict=True))
+    extra = {} if multipliers == (1.0, 1.0) else {"lr_multipliers": named}
+    optimizer = optimizer_class(**settings, global_clipnorm=0.5, **extra)
     for _ in range(steps):
         with tf.GradientTape() as tape:
             hidden = tf.reduce_mean(tf.gather(variables[0], ids), axis=1)
@@ -145,7 +149,9 @@ def _embedding_steps(optimizer_class, steps: int = 3):
         assert isinstance(grads[0], tf.IndexedSlices)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
     parameters = [torch.nn.Parameter(torch.tensor(table)), torch.nn.Parameter(torch.tensor(kernel))]
-    peer = torch.optim.AdamW(parameters, lr=settings["learning_rate"], betas=(0.9, 0.999), eps=1e-8,
+    groups = [{"params": [parameter], "lr": settings["learning_rate"] * multiplier}
+              for parameter, multiplier in zip(parameters, multipliers, strict=True)]
+    peer = torch.optim.AdamW(groups, lr=settings["learning_rate"], betas=(0.9, 0.999), eps=1e-8,
                              weight_decay=settings["weight_decay"])
     for _ in range(steps):
         peer.zero_grad()
@@ -170,3 +176,85 @@ def test_sparse_embedding_gradients_step_like_pytorch_adamw():
     # inflate it and the clipped steps differ from PyTorch's.
     keras_weights, _ = _embedding_steps(keras.optimizers.AdamW)
     assert np.abs(keras_weights[0] - torch_weights[0]).max() > 1e-4
+
+
+def test_layer_wise_learning_rates_step_like_pytorch_parameter_groups():
+    """Each variable's rate (and its weight decay) scaled, as a PyTorch group with that lr."""
+    from tfft.training.optimizer import AdamW
+
+    ours, torch_weights = _embedding_steps(AdamW, multipliers=(0.25, 1.0))
+    for actual, expected in zip(ours, torch_weights, strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    plain, _ = _embedding_steps(AdamW)
+    assert np.abs(plain[0] - ours[0]).max() > 1e-3  # Negative control: the multiplier mattered.
+
+
+def test_layer_decay_multipliers_follow_depth(model):
+    from tfft.training.optimizer import layer_lr_multipliers
+
+    backbone = next(layer for layer in model.layers if isinstance(layer, backbones.Backbone))
+    depths = backbone.variable_depths()
+    multipliers = layer_lr_multipliers(depths, 0.5)
+    by_part = {}
+    for path, multiplier in multipliers.items():
+        depth = depths[path]
+        part = "embeddings" if depth == 0 else "pooler" if depth == 3 else f"layer{depth}"
+        by_part.setdefault(part, set()).add(multiplier)
+    assert by_part == {"pooler": {1.0}, "layer2": {0.5}, "layer1": {0.25}, "embeddings": {0.125}}
+    assert set(depths) == {v.path for v in backbone.weights}
+    head = [v for v in model.trainable_variables if v.path not in depths]
+    optimizer = create_optimizer(TrainerConfig(layer_decay=0.5), 10, model, depths)
+    optimizer.build(model.trainable_variables)
+    assert head and optimizer._multiplier(head[0]) == 1.0
+    embeddings = next(v for v in model.trainable_variables if depths.get(v.path) == 0)
+    assert optimizer._multiplier(embeddings) == 0.125
+    assert layer_lr_multipliers(depths, 1.0) == {}
+
+
+def test_reinitialized_top_layers_are_drawn_afresh(tiny_bert):
+    backbone = backbones.from_pretrained(str(tiny_bert))
+    before = {v.path: keras.ops.convert_to_numpy(v).copy() for v in backbone.weights}
+    backbone.reinitialize_top_layers(1)
+    depths = backbone.variable_depths()
+    for variable in backbone.weights:
+        value, depth = keras.ops.convert_to_numpy(variable), depths[variable.path]
+        if depth < 2:  # Embeddings and the bottom layer keep the checkpoint's weights.
+            np.testing.assert_array_equal(value, before[variable.path], err_msg=variable.path)
+        elif variable.name in ("bias", "beta"):
+            np.testing.assert_array_equal(value, 0.0, err_msg=variable.path)
+        elif variable.name == "gamma":
+            np.testing.assert_array_equal(value, 1.0, err_msg=variable.path)
+        else:  # Kernels: N(0, initializer_range = 0.02), not the checkpoint's.
+            assert not np.allclose(value, before[variable.path]) and 0.01 < value.std() < 0.03, variable.path
+    with pytest.raises(TfftError, match=r"^trainer.reinit_top_layers=2 would redraw every one of the "
+                                        r"encoder's 2 distinct layers; set it below that \(or 0\)$"):
+        backbone.reinitialize_top_layers(2)
+
+
+def test_a_run_with_layer_decay_and_reinitialized_layers(tiny_bert, sentiment_data, tmp_path):
+    """One step from the checkpoint: each part moves by at most its own rate (Adam's first step)."""
+    from conftest import restored_model, run_train
+
+    train, dev = sentiment_data
+    settings = (f"task.init_checkpoint={tiny_bert},task.train_data.input_path={train},"
+                f"task.train_data.max_examples=8,task.validation_data.input_path={dev},trainer.train_batch_size=8,trainer.epochs=1,"
+                "trainer.warmup_fraction=0,trainer.weight_decay=0,trainer.learning_rate=0.01,"
+                "task.max_seq_length=32,trainer.layer_decay=0.5,trainer.reinit_top_layers=1")
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'run'}", "--mode=train",
+              f"--params_override={settings}")
+    trained = next(layer for layer in restored_model(tmp_path / "run")[0].layers
+                   if isinstance(layer, backbones.Backbone))
+    pretrained = backbones.from_pretrained(str(tiny_bert))
+    start = {v.path: keras.ops.convert_to_numpy(v) for v in pretrained.weights}
+    depths = trained.variable_depths()
+    moved = {}
+    for variable in trained.weights:
+        if depths[variable.path] < 2:  # Pretrained parts: Adam's first step is at most lr x multiplier.
+            step = np.abs(keras.ops.convert_to_numpy(variable) - start[variable.path]).max()
+            moved[depths[variable.path]] = max(moved.get(depths[variable.path], 0.0), step)
+    assert moved[0] == pytest.approx(0.01 * 0.125, rel=1e-3)  # Embeddings: 0.5 ** 3.
+    assert moved[1] == pytest.approx(0.01 * 0.25, rel=1e-3)  # The bottom layer: 0.5 ** 2.
+    failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
+                       f"--params_override={settings},trainer.layer_decay=1.5", check=False)
+    assert failed.stderr.endswith("tfft-train: error: trainer.layer_decay must be in (0, 1], got 1.5; "
+                                  "1.0 turns it off\n")

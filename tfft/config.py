@@ -180,6 +180,15 @@ class TrainerConfig:
     trainable_encoder_layers: int = config_field(
         -1, doc="-1 trains all layers, 0 the head only, N the top N encoder layers."
     )
+    layer_decay: float = config_field(
+        1.0, doc="Layer-wise learning-rate decay: the head and pooler train at learning_rate, the top "
+        "encoder layer at learning_rate x layer_decay, each layer below at a further x layer_decay, "
+        "the embeddings lowest (1.0 = off; ELECTRA's recipe uses 0.8)."
+    )
+    reinit_top_layers: int = config_field(
+        0, doc="Re-initialise the top N encoder layers and the pooler before fine-tuning (Zhang et "
+        "al. 2021, 'Revisiting Few-sample BERT Fine-tuning'); 0 keeps every pretrained layer."
+    )
     steps_per_execution: int = config_field(1, doc="Training steps per tf.function call.")
     gradient_accumulation_steps: int = config_field(
         1, doc="Batches whose gradients are averaged into one optimizer update (1 = off)."

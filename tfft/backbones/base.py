@@ -18,6 +18,7 @@ from tfft.backbones.weights import (
     export_tensors,
     normalize_keys,
 )
+from tfft.errors import TfftError
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -162,6 +163,37 @@ class Backbone(keras.Model):
         """
         pooler = dense_specs(self.pooler, pooler_key) if pooler_key else []
         return export_tensors(self.encoder_specs() + pooler)
+
+    def variable_depths(self) -> dict[str, int]:
+        """Each backbone variable's depth by path, for layer-wise learning rates.
+
+        The embeddings are at depth 0, encoder layer i (from the bottom) at i + 1 and the
+        pooler at ``len(encoder_layers) + 1``.
+        """
+        parts = [self.embeddings, *self.encoder_layers, self.pooler]
+        return {variable.path: depth for depth, part in enumerate(parts) for variable in part.weights}
+
+    def reinitialize_top_layers(self, count: int) -> None:
+        """Draws the top ``count`` encoder layers and the pooler afresh, as their initialisers do.
+
+        Dense kernels from their initialisers (the checkpoint's ``initializer_range``), biases
+        and LayerNorm offsets zero, LayerNorm scales one: Zhang et al. (2021), "Revisiting
+        Few-sample BERT Fine-tuning". 0 keeps every pretrained layer.
+        """
+        if count <= 0:
+            return
+        if count >= len(self.encoder_layers):
+            raise TfftError(
+                f"trainer.reinit_top_layers={count} would redraw every one of the encoder's "
+                f"{len(self.encoder_layers)} distinct layers; set it below that (or 0)"
+            )
+        for part in [*self.encoder_layers[-count:], self.pooler]:
+            for layer in part._flatten_layers():
+                for name in ("kernel", "bias", "gamma", "beta"):
+                    variable = getattr(layer, name, None)
+                    initializer = getattr(layer, f"{name}_initializer", None)
+                    if variable is not None and initializer is not None:
+                        variable.assign(initializer(variable.shape, variable.dtype))
 
     def set_trainable_encoder_layers(self, count: int) -> None:
         """Freezes the bottom of the encoder.

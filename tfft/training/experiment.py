@@ -367,10 +367,11 @@ class Experiment:
             model, backbone = modeling.build_task_model(
                 self.task, checkpoint.config(), checkpoint, vocab_size
             )
+            backbone.reinitialize_top_layers(trainer.reinit_top_layers)
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             model.compile(
-                optimizer=create_optimizer(trainer, total_steps, model),
+                optimizer=create_optimizer(trainer, total_steps, model, backbone.variable_depths()),
                 loss=self.task.loss(),
                 metrics=self.task.train_metrics(),
                 steps_per_execution=trainer.steps_per_execution,
@@ -490,6 +491,9 @@ def _check_trainer(config: ExperimentConfig) -> None:
     profile_range(trainer.profile_steps)
     for key, minimum in (("gradient_accumulation_steps", 1), ("steps_per_execution", 1),
                          ("shuffle_buffer_size", 1), ("backup_steps", -1), ("epochs", 1),
-                         ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0)):
+                         ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0),
+                         ("reinit_top_layers", 0)):
         if getattr(trainer, key) < minimum:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
+    if not 0 < trainer.layer_decay <= 1:
+        raise TfftError(f"trainer.layer_decay must be in (0, 1], got {trainer.layer_decay}; 1.0 turns it off")

@@ -72,6 +72,30 @@ class AdamW(keras.optimizers.AdamW):
       which the optimizer's own cross-replica sum adds back up to the clipped gradient.
     """
 
+    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None, **kwargs):
+        """Keras' AdamW arguments, and ``lr_multipliers``: learning-rate factors by variable path.
+
+        Variables not named there train at the schedule's rate (layer-wise decay: see
+        :func:`layer_lr_multipliers`). Weight decay scales with each variable's rate.
+        """
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+
+    def build(self, variables):
+        """Keras' slots, and each variable's learning-rate multiplier by its index."""
+        super().build(variables)
+        self._multipliers = [self.lr_multipliers.get(variable.path, 1.0) for variable in variables]
+
+    def _multiplier(self, variable) -> float:
+        """The multiplier of a built variable (Keras' or the backend's under a strategy)."""
+        if not self.lr_multipliers:
+            return 1.0
+        return self._multipliers[self._get_variable_index(variable)]
+
+    def get_config(self):
+        """Keras' config plus the learning-rate multipliers."""
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
     def apply(self, grads, trainable_variables=None):
         """Applies ``grads``; sparse (embedding) gradients are summed per row first."""
         return super().apply([_sum_rows(g) for g in grads], trainable_variables)
@@ -102,8 +126,10 @@ class AdamW(keras.optimizers.AdamW):
             for variable in variables:
                 if self._use_weight_decay(variable):
                     value = variable.value if isinstance(variable, keras.Variable) else variable
+                    multiplier = self._multiplier(variable)
+                    factor = keep if multiplier == 1.0 else 1 - (1 - keep) * multiplier
                     distribution.extended.update(
-                        value, lambda v: v.assign(v * ops.cast(keep, v.dtype)), group=False
+                        value, lambda v, f=factor: v.assign(v * ops.cast(f, v.dtype)), group=False
                     )
 
         tf.__internal__.distribute.interim.maybe_merge_call(decay, self._distribution_strategy, variables)
@@ -118,6 +144,9 @@ class AdamW(keras.optimizers.AdamW):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         step = ops.cast(self.iterations + 1, dtype)
+        multiplier = self._multiplier(variable)
+        if multiplier != 1.0:
+            learning_rate = learning_rate * multiplier
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
             beta1_power=ops.power(ops.cast(self.beta_1, dtype), step),
@@ -149,13 +178,29 @@ def no_decay_variables(model: keras.Model) -> list:
     return variables
 
 
-def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model):
+def layer_lr_multipliers(depths: dict[str, int], decay: float) -> dict[str, float]:
+    """Learning-rate factors of layer-wise decay: ``decay ** (top depth - depth)`` by variable path.
+
+    Args:
+        depths: Variable path -> depth (:meth:`~tfft.backbones.Backbone.variable_depths`:
+            embeddings 0 ... pooler, the top). Other variables (the head) train at 1.0.
+        decay: The factor per layer (1.0: none).
+    """
+    if decay == 1.0 or not depths:
+        return {}
+    top = max(depths.values())
+    return {path: decay ** (top - depth) for path, depth in depths.items()}
+
+
+def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model,
+                     depths: dict[str, int] | None = None):
     """AdamW for ``model`` with the configured schedule, decay, clipping and accumulation.
 
     Args:
         trainer: The trainer config.
         total_steps: Optimizer updates over the whole run.
         model: The model whose biases and LayerNorm variables are kept out of weight decay.
+        depths: The backbone's variable depths, for ``trainer.layer_decay``.
     """
     accumulation = trainer.gradient_accumulation_steps
     schedule = WarmupLinearDecay(
@@ -170,6 +215,7 @@ def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Mode
         epsilon=trainer.adam_epsilon,
         global_clipnorm=trainer.max_grad_norm or None,
         gradient_accumulation_steps=accumulation if accumulation > 1 else None,
+        lr_multipliers=layer_lr_multipliers(depths or {}, trainer.layer_decay),
     )
     optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
     return optimizer
