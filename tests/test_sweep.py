@@ -146,3 +146,41 @@ def test_regression_baseline_is_the_mean_score(tmp_path):
         labels = tf.constant([1.0, 2.0, 4.0]).numpy()
 
     assert task.baseline_metrics(Scores) == {"loss": pytest.approx(14 / 9), "pearson": 0.0, "spearman": 0.0}
+
+
+def test_an_interrupted_sweep_stops_its_run_and_the_same_command_resumes_it(tiny_bert, tmp_path):
+    """SIGTERM mid-run ends the sweep and its training at once; rerunning continues from the backup."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    train = write_sentiment_tsv(tmp_path / "train.tsv", 32, seed=1)
+    dev = write_sentiment_tsv(tmp_path / "dev.tsv", 16, seed=2)
+    output = tmp_path / "sweep"
+    command = [sys.executable, str(REPO / "tools" / "sweep.py"),
+               f"--config_file={REPO / 'configs' / 'glue' / 'sst2.yaml'}",
+               f"--params_override=task.init_checkpoint={tiny_bert},task.train_data.input_path={train},"
+               f"task.validation_data.input_path={dev},task.max_seq_length=16,trainer.train_batch_size=8,"
+               "trainer.epochs=60", "--seeds=1", f"--output_dir={output}"]
+    sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    backup = output / "base" / "seed_1" / "backup"
+    deadline = time.monotonic() + 300
+    while not (backup.is_dir() and any(backup.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sweep_process.poll() is None, "the run ended before it could be interrupted"
+    sweep_process.send_signal(signal.SIGTERM)
+    sweep_process.wait(timeout=60)  # Before the fix it waited for the whole run.
+    assert sweep_process.returncode != 0
+    assert not (output / "base" / "seed_1" / "eval_results.json").exists()
+    log = output / "base" / "seed_1.log"
+    size = log.stat().st_size
+    time.sleep(3)
+    assert log.stat().st_size == size, "the training went on after the sweep stopped"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    train_results = json.loads((output / "base" / "seed_1" / "train_results.json").read_text())
+    assert train_results["resumed_from"]["epoch"] > 1 and train_results["epochs"] == 60
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["points"][0]["finished"] == 1 and "[1/1] base seed 1: finished: accuracy" in resumed.stdout

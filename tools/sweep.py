@@ -251,6 +251,7 @@ def last_error_line(log: Path) -> str:
 
 def main_metric_of(config_files: list[str], overrides: list[str]) -> tuple[str, str]:
     """The runs' main metric and whether higher (``max``) or lower (``min``) is better."""
+    import tfft.cli  # noqa: F401 - imports TensorFlow as the commands do, without its start-up notices.
     from tfft.config import build_config
     from tfft.errors import TfftError
     from tfft.tasks import get_task
@@ -281,17 +282,19 @@ def run_sweep(output_dir: Path, config_files: list[str], overrides: list[str], s
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
             futures = {pool.submit(sweep.run, point, seed): (point, seed) for point, seed in jobs}
-            for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-                point, seed = futures[future]
-                run = runs[point.name, seed] = future.result()
-                value = run["results"].get(main_metric)
-                shown = (f"{main_metric} {value:.4f}" if isinstance(value, (int, float))
-                         else run.get("error", ""))
-                report(f"[{done}/{len(jobs)}] {point.name} seed {seed}: {run['status']}"
-                       f"{' (kept)' if run.get('resumed') else ''}: {shown}")
-    except BaseException:
-        sweep.stop()
-        raise
+            try:
+                for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+                    point, seed = futures[future]
+                    run = runs[point.name, seed] = future.result()
+                    value = run["results"].get(main_metric)
+                    shown = (f"{main_metric} {value:.4f}" if isinstance(value, (int, float))
+                             else run.get("error", ""))
+                    report(f"[{done}/{len(jobs)}] {point.name} seed {seed}: {run['status']}"
+                           f"{' (kept)' if run.get('resumed') else ''}: {shown}")
+            except BaseException:  # Interrupted: start no more runs, end those going.
+                pool.shutdown(wait=False, cancel_futures=True)
+                sweep.stop()
+                raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     summaries = [summarize_point(point, [runs[point.name, seed] for seed in seeds], main_metric, mode)
