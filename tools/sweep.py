@@ -236,10 +236,17 @@ class Sweep:
         return {"seed": int(seed), "status": "finished", "results": results, "seconds": seconds}
 
     def stop(self) -> None:
-        """Ends every run still going (their backups let the next sweep resume them)."""
+        """Ends every run still going and waits for it (their backups let the next sweep resume them)."""
         with self._lock:
-            for process in self._processes:
-                process.terminate()
+            processes = list(self._processes)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def last_error_line(log: Path) -> str:
