@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 import huggingface_hub
+import huggingface_hub.repocard
 import yaml
 
 from tfft import modeling
@@ -80,12 +81,9 @@ def base_card_metadata(checkpoint: str) -> dict:
         card = Path(cached) if isinstance(cached, str) else None
     if card is None or not card.is_file():
         return {}
-    front = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", card.read_text(errors="replace"), re.DOTALL)
     try:
-        metadata = yaml.safe_load(front[1]) if front else None
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(metadata, dict):
+        metadata = huggingface_hub.repocard.metadata_load(card) or {}
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError):  # A card without valid metadata.
         return {}
     return {key: metadata[key] for key in INHERITED_METADATA if isinstance(metadata.get(key), (str, list))}
 

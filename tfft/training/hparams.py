@@ -23,20 +23,11 @@ _SKIPPED = ("task.train_data", "task.validation_data", "task.extra_validation_da
 def config_hparams(config: ExperimentConfig) -> dict[str, bool | int | float | str]:
     """The config's keys as HParams values, by dotted name (lists and mappings as text)."""
     values = {}
-
-    def add(prefix: str, section: dict) -> None:
-        for name, value in section.items():
-            key = f"{prefix}{name}"
-            if key in _SKIPPED:
-                continue
-            if isinstance(value, dict) and key.count(".") < 1:  # A section (task, trainer, runtime).
-                add(f"{key}.", value)
-            elif isinstance(value, (bool, int, float, str)):
-                values[key] = value
-            else:
-                values[key] = str(value)
-
-    add("", to_dict(config))
+    for section, keys in to_dict(config).items():
+        for name, value in keys.items():
+            key = f"{section}.{name}"
+            if key not in _SKIPPED:
+                values[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
     return values
 
 
