@@ -189,12 +189,12 @@ def test_layer_wise_learning_rates_step_like_pytorch_parameter_groups():
     assert np.abs(plain[0] - ours[0]).max() > 1e-3  # Negative control: the multiplier mattered.
 
 
-def test_layer_decay_multipliers_follow_depth(model):
-    from tfft.training.optimizer import layer_lr_multipliers
+def test_layer_decay_and_head_multipliers(model):
+    from tfft.training.optimizer import lr_multipliers
 
     backbone = next(layer for layer in model.layers if isinstance(layer, backbones.Backbone))
     depths = backbone.variable_depths()
-    multipliers = layer_lr_multipliers(depths, 0.5)
+    multipliers = lr_multipliers(depths, 0.5)
     by_part = {}
     for path, multiplier in multipliers.items():
         depth = depths[path]
@@ -203,12 +203,17 @@ def test_layer_decay_multipliers_follow_depth(model):
     assert by_part == {"pooler": {1.0}, "layer2": {0.5}, "layer1": {0.25}, "embeddings": {0.125}}
     assert set(depths) == {v.path for v in backbone.weights}
     head = [v for v in model.trainable_variables if v.path not in depths]
-    optimizer = create_optimizer(TrainerConfig(layer_decay=0.5), 10, model, depths)
-    optimizer.build(model.trainable_variables)
-    assert head and optimizer._multiplier(head[0]) == 1.0
     embeddings = next(v for v in model.trainable_variables if depths.get(v.path) == 0)
-    assert optimizer._multiplier(embeddings) == 0.125
-    assert layer_lr_multipliers(depths, 1.0) == {}
+    pooler = next(v for v in model.trainable_variables if depths.get(v.path) == 3)
+    for head_multiplier in (1.0, 20.0):
+        trainer = TrainerConfig(layer_decay=0.5, head_lr_multiplier=head_multiplier)
+        optimizer = create_optimizer(trainer, 10, model, depths)
+        optimizer.build(model.trainable_variables)
+        assert head and {optimizer._multiplier(v) for v in head} == {head_multiplier}
+        assert optimizer._multiplier(embeddings) == 0.125 and optimizer._multiplier(pooler) == 1.0
+    assert lr_multipliers(depths, 1.0) == {}
+    only_head = lr_multipliers(depths, 1.0, [v.path for v in head], 10.0)
+    assert only_head == {v.path: 10.0 for v in head}
 
 
 def test_reinitialized_top_layers_are_drawn_afresh(tiny_bert):
@@ -257,4 +262,8 @@ def test_a_run_with_layer_decay_and_reinitialized_layers(tiny_bert, sentiment_da
     failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
                        f"--params_override={settings},trainer.layer_decay=1.5", check=False)
     assert failed.stderr.endswith("tfft-train: error: trainer.layer_decay must be in (0, 1], got 1.5; "
+                                  "1.0 turns it off\n")
+    failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
+                       f"--params_override={settings},trainer.head_lr_multiplier=0", check=False)
+    assert failed.stderr.endswith("tfft-train: error: trainer.head_lr_multiplier must be positive, got 0.0; "
                                   "1.0 turns it off\n")

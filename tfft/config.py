@@ -185,6 +185,10 @@ class TrainerConfig:
         "encoder layer at learning_rate x layer_decay, each layer below at a further x layer_decay, "
         "the embeddings lowest (1.0 = off; ELECTRA's recipe uses 0.8)."
     )
+    head_lr_multiplier: float = config_field(
+        1.0, doc="The task head (the layers on top of the backbone, freshly initialised) trains at "
+        "learning_rate x head_lr_multiplier (1.0 = the same rate as the encoder's top)."
+    )
     reinit_top_layers: int = config_field(
         0, doc="Re-initialise the top N encoder layers and the pooler before fine-tuning (Zhang et "
         "al. 2021, 'Revisiting Few-sample BERT Fine-tuning'); 0 keeps every pretrained layer."

@@ -497,3 +497,6 @@ def _check_trainer(config: ExperimentConfig) -> None:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
     if not 0 < trainer.layer_decay <= 1:
         raise TfftError(f"trainer.layer_decay must be in (0, 1], got {trainer.layer_decay}; 1.0 turns it off")
+    if trainer.head_lr_multiplier <= 0:
+        raise TfftError(f"trainer.head_lr_multiplier must be positive, got {trainer.head_lr_multiplier}; "
+                        "1.0 turns it off")

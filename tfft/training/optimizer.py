@@ -76,7 +76,7 @@ class AdamW(keras.optimizers.AdamW):
         """Keras' AdamW arguments, and ``lr_multipliers``: learning-rate factors by variable path.
 
         Variables not named there train at the schedule's rate (layer-wise decay: see
-        :func:`layer_lr_multipliers`). Weight decay scales with each variable's rate.
+        :func:`lr_multipliers`). Weight decay scales with each variable's rate.
         """
         super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
@@ -178,18 +178,24 @@ def no_decay_variables(model: keras.Model) -> list:
     return variables
 
 
-def layer_lr_multipliers(depths: dict[str, int], decay: float) -> dict[str, float]:
-    """Learning-rate factors of layer-wise decay: ``decay ** (top depth - depth)`` by variable path.
+def lr_multipliers(depths: dict[str, int], decay: float, head_paths=(), head_multiplier: float = 1.0
+                   ) -> dict[str, float]:
+    """Learning-rate factors by variable path: layer-wise decay and the head's multiplier.
 
     Args:
-        depths: Variable path -> depth (:meth:`~tfft.backbones.Backbone.variable_depths`:
-            embeddings 0 ... pooler, the top). Other variables (the head) train at 1.0.
+        depths: Backbone variable path -> depth (:meth:`~tfft.backbones.Backbone.variable_depths`:
+            embeddings 0 ... pooler, the top); each trains at ``decay ** (top depth - depth)``.
         decay: The factor per layer (1.0: none).
+        head_paths: Paths of the task head's variables (those outside the backbone).
+        head_multiplier: The head's factor (1.0: the schedule's rate).
     """
-    if decay == 1.0 or not depths:
-        return {}
-    top = max(depths.values())
-    return {path: decay ** (top - depth) for path, depth in depths.items()}
+    multipliers = {}
+    if decay != 1.0 and depths:
+        top = max(depths.values())
+        multipliers = {path: decay ** (top - depth) for path, depth in depths.items()}
+    if head_multiplier != 1.0:
+        multipliers.update(dict.fromkeys(head_paths, head_multiplier))
+    return multipliers
 
 
 def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model,
@@ -200,9 +206,12 @@ def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Mode
         trainer: The trainer config.
         total_steps: Optimizer updates over the whole run.
         model: The model whose biases and LayerNorm variables are kept out of weight decay.
-        depths: The backbone's variable depths, for ``trainer.layer_decay``.
+        depths: The backbone's variable depths, for ``trainer.layer_decay``; the model's
+            other trainable variables are the head's, for ``trainer.head_lr_multiplier``.
     """
     accumulation = trainer.gradient_accumulation_steps
+    depths = depths or {}
+    head_paths = [variable.path for variable in model.trainable_variables if variable.path not in depths]
     schedule = WarmupLinearDecay(
         trainer.learning_rate, math.ceil(trainer.warmup_fraction * total_steps), total_steps,
         accumulation,
@@ -215,7 +224,7 @@ def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Mode
         epsilon=trainer.adam_epsilon,
         global_clipnorm=trainer.max_grad_norm or None,
         gradient_accumulation_steps=accumulation if accumulation > 1 else None,
-        lr_multipliers=layer_lr_multipliers(depths or {}, trainer.layer_decay),
+        lr_multipliers=lr_multipliers(depths, trainer.layer_decay, head_paths, trainer.head_lr_multiplier),
     )
     optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
     return optimizer
