@@ -122,6 +122,24 @@ def test_create_optimizer_settings(model):
     assert no_clip.global_clipnorm is None
 
 
+def test_learning_rate_scales_with_width_when_a_reference_width_is_set(model, caplog):
+    """lr_reference_width=768: a 32-wide encoder trains at 24x, a 1024-wide one at 0.75x the rate."""
+    import logging
+
+    from tfft.training.optimizer import peak_learning_rate
+
+    backbone = next(layer for layer in model.layers if isinstance(layer, backbones.Backbone))
+    assert backbone.hidden_size == 32
+    trainer = TrainerConfig(learning_rate=2e-5, lr_reference_width=768)
+    with caplog.at_level(logging.INFO):
+        optimizer = create_optimizer(trainer, 10, model, width=backbone.hidden_size)
+    assert optimizer._learning_rate.peak == pytest.approx(4.8e-4)
+    assert "peak learning rate 0.00048: trainer.learning_rate 2e-05 x lr_reference_width 768 / hidden size 32" \
+        in caplog.text
+    assert peak_learning_rate(trainer, 1024) == pytest.approx(1.5e-5)
+    assert peak_learning_rate(TrainerConfig(learning_rate=2e-5), 32) == 2e-5  # 0: as given.
+
+
 def _embedding_steps(optimizer_class, steps: int = 3, multipliers: tuple[float, float] = (1.0, 1.0)):
     """Three clipped AdamW steps on an embedding + dense model whose batch repeats tokens.
 
@@ -263,6 +281,9 @@ def test_a_run_with_layer_decay_and_reinitialized_layers(tiny_bert, sentiment_da
                        f"--params_override={settings},trainer.layer_decay=1.5", check=False)
     assert failed.stderr.endswith("tfft-train: error: trainer.layer_decay must be in (0, 1], got 1.5; "
                                   "1.0 turns it off\n")
+    failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
+                       f"--params_override={settings},trainer.lr_reference_width=-1", check=False)
+    assert failed.stderr.endswith("tfft-train: error: trainer.lr_reference_width must be at least 0, got -1\n")
     failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
                        f"--params_override={settings},trainer.head_lr_multiplier=0", check=False)
     assert failed.stderr.endswith("tfft-train: error: trainer.head_lr_multiplier must be positive, got 0.0; "

@@ -168,6 +168,12 @@ class TrainerConfig:
     )
     epochs: int = config_field(3, doc="Passes over the training data.")
     learning_rate: float = config_field(2e-5, doc="Peak learning rate of AdamW.")
+    lr_reference_width: int = config_field(
+        0, doc="When set, learning_rate is the rate of an encoder this wide and the run's peak rate is "
+        "learning_rate x lr_reference_width / the encoder's hidden size (Adam's best rate falls about "
+        "as 1/width: muP, Yang et al. 2021); 768 makes a BERT-base rate fit narrower and wider "
+        "encoders. 0 uses learning_rate as it is."
+    )
     warmup_fraction: float = config_field(0.1, doc="Fraction of steps with linear warmup.")
     weight_decay: float = config_field(0.01, doc="Decoupled weight decay (not on LayerNorm or bias).")
     adam_beta_1: float = config_field(0.9, doc="AdamW decay rate of the gradient mean.")

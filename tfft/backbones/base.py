@@ -113,6 +113,11 @@ class Backbone(keras.Model):
         return tuple(dict.fromkeys(k for k in (self.classifier_pooler_key, self.base_pooler_key) if k))
 
     @property
+    def hidden_size(self) -> int:
+        """Width of the encoder's hidden states."""
+        return self.layer_order[-1].attention.hidden_size
+
+    @property
     def vocab_size(self) -> int:
         """Rows of the word-embedding table."""
         return self.embeddings.word_embeddings.input_dim

@@ -371,7 +371,8 @@ class Experiment:
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             model.compile(
-                optimizer=create_optimizer(trainer, total_steps, model, backbone.variable_depths()),
+                optimizer=create_optimizer(trainer, total_steps, model, backbone.variable_depths(),
+                                           backbone.hidden_size),
                 loss=self.task.loss(),
                 metrics=self.task.train_metrics(),
                 steps_per_execution=trainer.steps_per_execution,
@@ -492,7 +493,7 @@ def _check_trainer(config: ExperimentConfig) -> None:
     for key, minimum in (("gradient_accumulation_steps", 1), ("steps_per_execution", 1),
                          ("shuffle_buffer_size", 1), ("backup_steps", -1), ("epochs", 1),
                          ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0),
-                         ("reinit_top_layers", 0)):
+                         ("reinit_top_layers", 0), ("lr_reference_width", 0)):
         if getattr(trainer, key) < minimum:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
     if not 0 < trainer.layer_decay <= 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import keras
@@ -198,8 +199,20 @@ def lr_multipliers(depths: dict[str, int], decay: float, head_paths=(), head_mul
     return multipliers
 
 
+def peak_learning_rate(trainer: TrainerConfig, width: int) -> float:
+    """``trainer.learning_rate``, scaled by ``lr_reference_width / width`` when that is set.
+
+    Args:
+        trainer: The trainer config.
+        width: The encoder's hidden size.
+    """
+    if not trainer.lr_reference_width:
+        return trainer.learning_rate
+    return trainer.learning_rate * trainer.lr_reference_width / width
+
+
 def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model,
-                     depths: dict[str, int] | None = None):
+                     depths: dict[str, int] | None = None, width: int = 0):
     """AdamW for ``model`` with the configured schedule, decay, clipping and accumulation.
 
     Args:
@@ -208,12 +221,17 @@ def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Mode
         model: The model whose biases and LayerNorm variables are kept out of weight decay.
         depths: The backbone's variable depths, for ``trainer.layer_decay``; the model's
             other trainable variables are the head's, for ``trainer.head_lr_multiplier``.
+        width: The encoder's hidden size, for ``trainer.lr_reference_width``.
     """
     accumulation = trainer.gradient_accumulation_steps
     depths = depths or {}
     head_paths = [variable.path for variable in model.trainable_variables if variable.path not in depths]
+    peak = peak_learning_rate(trainer, width)
+    if peak != trainer.learning_rate:
+        logging.info("peak learning rate %.4g: trainer.learning_rate %.4g x lr_reference_width %d / "
+                     "hidden size %d", peak, trainer.learning_rate, trainer.lr_reference_width, width)
     schedule = WarmupLinearDecay(
-        trainer.learning_rate, math.ceil(trainer.warmup_fraction * total_steps), total_steps,
+        peak, math.ceil(trainer.warmup_fraction * total_steps), total_steps,
         accumulation,
     )
     optimizer = AdamW(
