@@ -134,8 +134,8 @@ def test_learning_rate_scales_with_width_when_a_reference_width_is_set(model, ca
     with caplog.at_level(logging.INFO):
         optimizer = create_optimizer(trainer, 10, model, width=backbone.hidden_size)
     assert optimizer._learning_rate.peak == pytest.approx(4.8e-4)
-    assert "peak learning rate 0.00048: trainer.learning_rate 2e-05 x lr_reference_width 768 / hidden size 32" \
-        in caplog.text
+    assert ("peak learning rate 0.00048: trainer.learning_rate 2e-05 x lr_reference_width 768 / "
+            "hidden size 32") in caplog.text
     assert peak_learning_rate(trainer, 1024) == pytest.approx(1.5e-5)
     assert peak_learning_rate(TrainerConfig(learning_rate=2e-5), 32) == 2e-5  # 0: as given.
 
@@ -283,7 +283,8 @@ def test_a_run_with_layer_decay_and_reinitialized_layers(tiny_bert, sentiment_da
                                   "1.0 turns it off\n")
     failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
                        f"--params_override={settings},trainer.lr_reference_width=-1", check=False)
-    assert failed.stderr.endswith("tfft-train: error: trainer.lr_reference_width must be at least 0, got -1\n")
+    assert failed.stderr.endswith(
+        "tfft-train: error: trainer.lr_reference_width must be at least 0, got -1\n")
     failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={tmp_path / 'bad'}",
                        f"--params_override={settings},trainer.head_lr_multiplier=0", check=False)
     assert failed.stderr.endswith("tfft-train: error: trainer.head_lr_multiplier must be positive, got 0.0; "
