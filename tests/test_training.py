@@ -43,6 +43,7 @@ def overrides(tiny_bert, data, **extra) -> str:
         "trainer.train_batch_size": 16,
         "trainer.eval_batch_size": 32,
         "trainer.learning_rate": 1e-3,
+        "trainer.lr_reference_width": 32,  # The rate is the 32-wide test encoder's own.
         "trainer.log_every_steps": 10,
         **extra,
     }
