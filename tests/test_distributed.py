@@ -29,7 +29,7 @@ def overrides(tiny_bert, data, **extra) -> str:
         "task.validation_data.input_path": data[1], "task.max_seq_length": 32,
         "task.hidden_dropout": 0, "task.attention_dropout": 0, "task.classifier_dropout": 0,
         "trainer.epochs": 3, "trainer.train_batch_size": 16, "trainer.eval_batch_size": 32,
-        "trainer.learning_rate": 1e-3, "trainer.length_grouping": False,
+        "trainer.learning_rate": 1e-3, "trainer.lr_reference_width": 0, "trainer.length_grouping": False,
         "runtime.deterministic": True, **extra,
     }
     return ",".join(f"{key}={value}" for key, value in settings.items())

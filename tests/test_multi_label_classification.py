@@ -121,7 +121,7 @@ def multi_label_run(tiny_bert, tmp_path_factory):
         (folder / name).write_text("\n".join(synthetic_topics(count, seed)) + "\n")
     train_files("configs/multi_label/goemotions.yaml", folder / "model", tiny_bert, folder / "train.tsv",
               folder / "dev.tsv", "task.max_seq_length=16", f"task.label_list=[{','.join(NAMES)}]",
-              "trainer.epochs=4", "trainer.learning_rate=2e-3")
+              "trainer.epochs=4", "trainer.learning_rate=2e-3", "trainer.lr_reference_width=0")
     return folder
 
 

@@ -317,7 +317,8 @@ def overrides(checkpoint, data, **extra) -> str:
         "task.init_checkpoint": checkpoint, "task.train_data.input_path": data[0],
         "task.validation_data.input_path": data[1], "task.max_seq_length": 48,
         "task.doc_stride": 16, "task.max_query_length": 16, "trainer.epochs": 3,
-        "trainer.train_batch_size": 16, "trainer.learning_rate": 3e-3, **extra,
+        "trainer.train_batch_size": 16, "trainer.learning_rate": 3e-3,
+        "trainer.lr_reference_width": 0, **extra,  # The rate as given, for the tiny encoder.
     }
     return ",".join(f"{key}={value}" for key, value in settings.items())
 

@@ -39,7 +39,7 @@ def stsb_run(minilm, tmp_path_factory):
     overrides = ",".join([
         f"task.init_checkpoint={minilm}", f"task.train_data.input_path={data / 'train.tsv'}",
         f"task.validation_data.input_path={data / 'dev.tsv'}", "task.label_field=score",
-        "trainer.epochs=2", "trainer.learning_rate=1e-4",
+        "trainer.epochs=2", "trainer.learning_rate=1e-4", "trainer.lr_reference_width=0",
     ])
     run_cli("tfft.cli.train", "--config_file=configs/glue/stsb.yaml", f"--model_dir={model_dir}",
             f"--params_override={overrides}")
@@ -92,7 +92,7 @@ def test_conll2003_ner_with_minilm(minilm, tmp_path):
         f"task.init_checkpoint={minilm}", f"task.train_data.input_path={data / 'train.txt'}",
         "task.train_data.format=conll", "task.train_data.max_examples=3000",
         f"task.validation_data.input_path={data / 'test.txt'}", "task.validation_data.format=conll",
-        "trainer.epochs=2", "trainer.learning_rate=2e-4",
+        "trainer.epochs=2", "trainer.learning_rate=2e-4", "trainer.lr_reference_width=0",
     ])
     run_cli("tfft.cli.train", "--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
             f"--params_override={overrides}")
@@ -118,7 +118,7 @@ def squad_run(minilm, tmp_path_factory):
         f"task.init_checkpoint={minilm}", f"task.train_data.input_path={folder / 'train.json'}",
         f"task.validation_data.input_path={folder / 'eval.json'}", "task.train_data.max_examples=2400",
         "task.validation_data.max_examples=400", "task.max_seq_length=256", "trainer.epochs=1",
-        "trainer.learning_rate=1e-4",
+        "trainer.learning_rate=1e-4", "trainer.lr_reference_width=0",
     ])
     run_cli("tfft.cli.train", "--config_file=configs/squad/squad_v1.yaml", f"--model_dir={model_dir}",
             f"--params_override={overrides}")

@@ -58,7 +58,7 @@ def test_training_runs_under_strategy_and_precision(tiny_bert, tmp_path, strateg
     overrides = ",".join([
         f"task.init_checkpoint={tiny_bert}", f"task.train_data.input_path={train}",
         f"task.validation_data.input_path={dev}", "task.max_seq_length=32", "trainer.epochs=3",
-        "trainer.train_batch_size=16", "trainer.learning_rate=1e-3",
+        "trainer.train_batch_size=16", "trainer.learning_rate=1e-3", "trainer.lr_reference_width=0",
         f"runtime.strategy={strategy}", f"runtime.mixed_precision={precision}",
     ])
     args = ("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
