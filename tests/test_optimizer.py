@@ -132,7 +132,7 @@ def test_learning_rate_scales_with_width_when_a_reference_width_is_set(model, ca
     assert backbone.hidden_size == 32
     trainer = TrainerConfig(learning_rate=2e-5, lr_reference_width=768)
     with caplog.at_level(logging.INFO):
-        optimizer = create_optimizer(trainer, 10, model, width=backbone.hidden_size)
+        optimizer = create_optimizer(trainer, 10, model, backbone)
     assert optimizer._learning_rate.peak == pytest.approx(4.8e-4)
     assert ("peak learning rate 0.00048: trainer.learning_rate 2e-05 x lr_reference_width 768 / "
             "hidden size 32") in caplog.text
@@ -225,7 +225,7 @@ def test_layer_decay_and_head_multipliers(model):
     pooler = next(v for v in model.trainable_variables if depths.get(v.path) == 3)
     for head_multiplier in (1.0, 20.0):
         trainer = TrainerConfig(layer_decay=0.5, head_lr_multiplier=head_multiplier)
-        optimizer = create_optimizer(trainer, 10, model, depths)
+        optimizer = create_optimizer(trainer, 10, model, backbone)
         optimizer.build(model.trainable_variables)
         assert head and {optimizer._multiplier(v) for v in head} == {head_multiplier}
         assert optimizer._multiplier(embeddings) == 0.125 and optimizer._multiplier(pooler) == 1.0

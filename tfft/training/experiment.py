@@ -371,8 +371,7 @@ class Experiment:
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             model.compile(
-                optimizer=create_optimizer(trainer, total_steps, model, backbone.variable_depths(),
-                                           backbone.hidden_size),
+                optimizer=create_optimizer(trainer, total_steps, model, backbone),
                 loss=self.task.loss(),
                 metrics=self.task.train_metrics(),
                 steps_per_execution=trainer.steps_per_execution,

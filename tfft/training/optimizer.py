@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfft.backbones import Backbone
 from tfft.config import TrainerConfig
 
 
@@ -212,24 +213,25 @@ def peak_learning_rate(trainer: TrainerConfig, width: int) -> float:
 
 
 def create_optimizer(trainer: TrainerConfig, total_steps: int, model: keras.Model,
-                     depths: dict[str, int] | None = None, width: int = 0):
+                     backbone: Backbone | None = None):
     """AdamW for ``model`` with the configured schedule, decay, clipping and accumulation.
 
     Args:
         trainer: The trainer config.
         total_steps: Optimizer updates over the whole run.
         model: The model whose biases and LayerNorm variables are kept out of weight decay.
-        depths: The backbone's variable depths, for ``trainer.layer_decay``; the model's
-            other trainable variables are the head's, for ``trainer.head_lr_multiplier``.
-        width: The encoder's hidden size, for ``trainer.lr_reference_width``.
+        backbone: The model's encoder, whose variable depths (``trainer.layer_decay``) and width
+            (``trainer.lr_reference_width``) count; the model's other trainable variables are the
+            head's (``trainer.head_lr_multiplier``). None: those settings are off.
     """
     accumulation = trainer.gradient_accumulation_steps
-    depths = depths or {}
+    depths = backbone.variable_depths() if backbone else {}
     head_paths = [variable.path for variable in model.trainable_variables if variable.path not in depths]
-    peak = peak_learning_rate(trainer, width)
+    peak = peak_learning_rate(trainer, backbone.hidden_size) if backbone else trainer.learning_rate
     if peak != trainer.learning_rate:
         logging.info("peak learning rate %.4g: trainer.learning_rate %.4g x lr_reference_width %d / "
-                     "hidden size %d", peak, trainer.learning_rate, trainer.lr_reference_width, width)
+                     "hidden size %d", peak, trainer.learning_rate, trainer.lr_reference_width,
+                     backbone.hidden_size)
     schedule = WarmupLinearDecay(
         peak, math.ceil(trainer.warmup_fraction * total_steps), total_steps,
         accumulation,
