@@ -73,6 +73,80 @@ def test_killed_mid_epoch_then_rerun_equals_the_uninterrupted_run(command, unint
     assert not backups.exists()  # removed once training finished
 
 
+def start_training(arguments: list[str], log) -> subprocess.Popen:
+    """``tfft-train`` in a new process whose stderr goes to ``log``; returns once it is training."""
+    process = subprocess.Popen([sys.executable, "-m", "tfft.cli.train", *arguments], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    deadline = time.time() + 300
+    while "training 90 steps" not in log.read_text():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.time() < deadline, "training did not start"
+        time.sleep(0.1)
+    time.sleep(3)  # into the first epoch
+    return process
+
+
+def last_line(log) -> str:
+    return log.read_text().strip().splitlines()[-1]
+
+
+def test_sigterm_writes_a_backup_at_once_exits_143_and_the_rerun_equals_the_uninterrupted_run(
+        command, uninterrupted, tmp_path):
+    model_dir, log = tmp_path / "preempted", tmp_path / "stderr.txt"
+    process = start_training(command(model_dir), log)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    assert "Traceback" not in log.read_text()
+    stopped = last_line(log)
+    assert stopped.startswith("tfft-train: interrupted: stopped by SIGTERM after ")
+    assert stopped.endswith("; rerun the same command to resume")
+    written = int(stopped.split(" after ")[1].split(" batches")[0])
+    assert 0 < written < 90 and (model_dir / "backup" / f"step-{written:09d}" / "state.json").is_file()
+    assert not (model_dir / "eval_results.json").exists()
+
+    rerun = run_cli("tfft.cli.train", *command(model_dir))
+    assert f"step-{written:09d}" in rerun.stderr and "resuming from" in rerun.stderr
+    assert evaluated(model_dir) == evaluated(uninterrupted)
+
+
+def test_ctrl_c_backs_up_even_without_scheduled_backups(
+        command, uninterrupted, tmp_path):
+    """SIGINT with trainer.backup_steps=-1: exit 130 with a backup the rerun resumes from."""
+    model_dir, log = tmp_path / "interrupted", tmp_path / "stderr.txt"
+    arguments = [*command(model_dir), "--params_override=trainer.backup_steps=-1"]
+    process = start_training(arguments, log)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert last_line(log).startswith("tfft-train: interrupted: stopped by SIGINT after ")
+    [written] = (model_dir / "backup").glob("step-*")
+    rerun = run_cli("tfft.cli.train", *arguments)
+    assert written.name in rerun.stderr
+    assert evaluated(model_dir) == evaluated(uninterrupted)
+
+
+
+def test_a_second_ctrl_c_exits_at_once():
+    """The first SIGINT is noted (training would stop after its step); the second one ends the process."""
+    script = (
+        "import os, signal, time\n"
+        "from tfft.training.interruption import SignalFlag\n"
+        "with SignalFlag().installed() as flag:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.5)\n"
+        "    print('first:', flag.received, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+        "print('not reached')\n"
+    )
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                             timeout=120)
+    assert process.returncode == 130
+    assert process.stdout.strip() == f"first: {int(signal.SIGINT)}"
+    assert "SIGINT received: stopping after the current step to write a backup" in process.stderr
+    assert process.stderr.strip().splitlines()[-1] == (
+        "second interrupt: exiting now; the last complete backup stays")
+
+
 def test_two_deterministic_runs_give_identical_metrics(command, uninterrupted, tmp_path):
     model_dir = tmp_path / "again"
     run_cli("tfft.cli.train", *command(model_dir))

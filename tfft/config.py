@@ -204,7 +204,8 @@ class TrainerConfig:
         1, doc="Batches whose gradients are averaged into one optimizer update (1 = off)."
     )
     backup_steps: int = config_field(
-        0, doc="Also save resumable state every N batches (0: at epoch ends only; -1: never)."
+        0, doc="Also save resumable state every N batches (0: at epoch ends only; -1: only when "
+        "SIGTERM or Ctrl-C stops the run)."
     )
     shuffle_buffer_size: int = config_field(
         100_000, doc="Training examples in the shuffle buffer (the whole split when smaller)."

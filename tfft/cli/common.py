@@ -9,7 +9,7 @@ import sys
 
 from absl import app, flags, logging
 
-from tfft.errors import TfftError
+from tfft.errors import TfftError, TrainingInterrupted
 
 
 def define_config_flags() -> None:
@@ -56,6 +56,10 @@ def user_errors(program: str, argv: list[str]):
         _end_progress_line()
         sys.stderr.write(f"{program}: error: {error}\n")
         sys.exit(1)
+    except TrainingInterrupted as interruption:
+        _end_progress_line()
+        sys.stderr.write(f"{program}: interrupted: {interruption}\n")
+        sys.exit(interruption.exit_status)
     except BaseException:
         _end_progress_line()
         raise

@@ -28,12 +28,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 
 import tensorflow as tf
 
-from tfft.errors import TfftError, reason
+from tfft.errors import TfftError, is_out_of_space, out_of_space, reason
 
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
@@ -90,23 +91,57 @@ class Backup:
         self._checkpoint = tf.train.Checkpoint(
             model=list(model.variables), optimizer=list(model.optimizer.variables)
         )
+        self._variables = list(model.variables) + list(model.optimizer.variables)
 
-    def save(self, state: TrainingState, global_batch: int) -> None:
-        """Writes a backup after ``global_batch`` batches (atomically; only the writer)."""
+    def save(self, state: TrainingState, global_batch: int, overwrite: bool = True) -> Path | None:
+        """Writes a backup after ``global_batch`` batches (atomically; only the writer).
+
+        Args:
+            state: Where training stands.
+            global_batch: Batches trained since the start (names the folder).
+            overwrite: Whether to write again a backup that exists for this batch.
+
+        Returns:
+            The backup's folder (None in processes that do not write).
+
+        Raises:
+            TfftError: if the disk is full (or over quota); the earlier backups stay intact.
+        """
         if not self.writer:
-            return
+            return None
         final = self.folder / f"step-{global_batch:09d}"
+        if final.is_dir() and not overwrite:
+            return final
         temporary = self.folder / f".tmp-{final.name}"
         shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        self._checkpoint.write(str(temporary / VARIABLES))
-        sizes = {path.name: path.stat().st_size for path in temporary.iterdir()}
-        record = {**dataclasses.asdict(state), "files": sizes, "config": self.config}
-        (temporary / STATE_FILE).write_text(json.dumps(record, indent=1))
+        try:
+            temporary.mkdir(parents=True, exist_ok=True)
+            self._checkpoint.write(str(temporary / VARIABLES))
+            sizes = {path.name: path.stat().st_size for path in temporary.iterdir()}
+            record = {**dataclasses.asdict(state), "files": sizes, "config": self.config}
+            (temporary / STATE_FILE).write_text(json.dumps(record, indent=1))
+        except (OSError, tf.errors.OpError) as error:
+            shutil.rmtree(temporary, ignore_errors=True)
+            if not is_out_of_space(error):
+                raise
+            raise out_of_space(final, self._size()) from None
         shutil.rmtree(final, ignore_errors=True)
         temporary.rename(final)
         for old in self._backups()[:-KEEP]:
             shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _size(self) -> int:
+        """Bytes of a backup: those of the newest one, else the variables' own."""
+        backups = self._backups()
+        if backups:
+            return sum(path.stat().st_size for path in backups[-1].iterdir())
+        return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in self._variables)
+
+    def latest(self) -> Path | None:
+        """The newest complete backup, or None."""
+        backups = self._backups()
+        return backups[-1] if backups else None
 
     def _backups(self) -> list[Path]:
         return sorted(self.folder.glob("step-*")) if self.folder.is_dir() else []

@@ -26,7 +26,7 @@ from keras.src.saving import saving_lib
 
 from tfft import compat, evaluation
 from tfft.data.features import Features
-from tfft.errors import TfftError
+from tfft.errors import TfftError, is_out_of_space, out_of_space
 from tfft.tasks import Task
 from tfft.training.backup import Backup, TrainingState
 
@@ -88,7 +88,15 @@ class WeightFiles:
         step, temporary = self._step(), path.with_name(f".tmp-{path.name}")
         temporary.unlink(missing_ok=True)
         if not (self._written and self._written[0] == step and _link(self._written[1], temporary)):
-            saving_lib.save_weights_only(self.model, str(temporary), objects_to_skip=[self.model.optimizer])
+            try:
+                saving_lib.save_weights_only(self.model, str(temporary),
+                                             objects_to_skip=[self.model.optimizer])
+            except OSError as error:
+                temporary.unlink(missing_ok=True)
+                if not is_out_of_space(error):
+                    raise
+                needed = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in self.model.weights)
+                raise out_of_space(path, needed) from None
         os.replace(temporary, path)
         self._written = (step, path)
 

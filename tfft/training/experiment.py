@@ -51,6 +51,7 @@ from tfft.training.callbacks import (
     profile_range,
 )
 from tfft.training.hparams import write_hparams
+from tfft.training.interruption import SignalFlag, StopOnSignal
 from tfft.training.optimizer import create_optimizer
 from tfft.training.strategy import configure_runtime, create_strategy, worker_of
 
@@ -203,8 +204,7 @@ class Experiment:
         if files is None:
             examples = self._read("train_data")
             self.task.prepare(examples)
-        if self.config.trainer.backup_steps >= 0:  # Before params.yaml changes.
-            check_resumable(self.model_dir, to_dict(self.config))
+        check_resumable(self.model_dir, to_dict(self.config))  # Before params.yaml changes.
         if self.worker.is_chief:
             save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
         checkpoint, tokenizer = modeling.load_pretrained(self.task)
@@ -276,7 +276,7 @@ class Experiment:
         progress = Progress(batches_per_epoch=steps_per_epoch, epochs=trainer.epochs,
                             accumulation=accumulation)
         backup = Backup(self.model_dir, model, to_dict(self.config), writer=self.worker.is_chief)
-        state = (backup.restore() if trainer.backup_steps >= 0 else None) or TrainingState()
+        state = backup.restore() or TrainingState()
         files = WeightFiles(model)
         callbacks, scalars, validation, best = self._callbacks(
             progress, backup, state, source, validation_features, backbone, files
@@ -284,10 +284,15 @@ class Experiment:
         logging.info("training %d steps (%d epochs of %d batches, global batch %d on %d replicas)",
                      total_updates, trainer.epochs, steps_per_epoch, plan.global_batch_size, self.replicas)
         start = time.perf_counter()
-        epochs, batches_run, loss = self._fit(model, source, plan, progress, state, callbacks)
-        train_seconds = time.perf_counter() - start - (validation.seconds if validation else 0.0)
-        if self.worker.is_chief:
-            files.save(self._checkpoint_file("final"))
+        signals = SignalFlag()
+        stop = StopOnSignal(signals, backup, progress, best,
+                            self.strategy if self.worker.multi_worker else None)
+        with signals.installed():
+            epochs, batches_run, loss = self._fit(model, source, plan, progress, state, callbacks + [stop])
+            train_seconds = time.perf_counter() - start - (validation.seconds if validation else 0.0)
+            if self.worker.is_chief:
+                files.save(self._checkpoint_file("final"))
+            stop.raise_if_received(self._checkpoint_file("final"))
         backup.remove()
         examples_trained = source.num_examples * batches_run / steps_per_epoch
         seconds.update(first_batch=scalars.first_batch_seconds, train=train_seconds,
