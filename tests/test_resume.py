@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -147,6 +149,58 @@ def test_a_second_ctrl_c_exits_at_once():
         "second interrupt: exiting now; the last complete backup stays")
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs to fill up (skips where this process may not mount one)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder) -> Path:
+    """Writes a file into ``folder`` until its disk is full."""
+    filler = folder / "filler"
+    with filler.open("wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 2**20)
+                file.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_the_earlier_backup_resumes(
+        command, uninterrupted, small_disk):
+    model_dir, log = small_disk / "model", small_disk.parent / "stderr.txt"
+    process = subprocess.Popen([sys.executable, "-m", "tfft.cli.train", *command(model_dir)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    first = model_dir / "backup" / "step-000000007"
+    deadline = time.time() + 300
+    while not first.is_dir():
+        assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGSTOP)  # so that the disk fills before the next backup
+    filler = fill(small_disk)
+    process.send_signal(signal.SIGCONT)
+    assert process.wait(timeout=120) == 1
+    assert "Traceback" not in log.read_text()
+    error = last_line(log)
+    assert error.startswith(f"tfft-train: error: cannot write '{model_dir}/"), error
+    assert "no space left on its disk (needs about " in error and error.endswith(
+        "free some space and rerun the same command (the earlier files are intact)")
+    assert (first / "state.json").is_file() and not list((model_dir / "backup").glob(".tmp-*"))
+
+    filler.unlink()
+    rerun = run_cli("tfft.cli.train", *command(model_dir))
+    assert "resuming from" in rerun.stderr
+    assert evaluated(model_dir) == evaluated(uninterrupted)
+
+
 def test_two_deterministic_runs_give_identical_metrics(command, uninterrupted, tmp_path):
     model_dir = tmp_path / "again"
     run_cli("tfft.cli.train", *command(model_dir))
@@ -261,3 +315,22 @@ def test_a_rerun_with_another_config_stops_before_touching_the_run(tmp_path):
     with pytest.raises(TfftError, match=r"\(task.max_seq_length: 128 then, 64 now\)"):
         check_resumable(tmp_path, {"task": {"max_seq_length": 64}})
     check_resumable(tmp_path / "elsewhere", {})  # no backup: nothing to check
+
+
+def test_a_backup_that_runs_out_of_space_leaves_the_earlier_ones(tmp_path):
+    """The same without a tmpfs: the checkpoint write fails as TensorFlow's does on a full disk."""
+    import tensorflow as tf
+
+    model = small_model(1)
+    backup = Backup(tmp_path, model, {})
+    backup.save(TrainingState(0, 7), 7)
+
+    def no_space(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "variables_temp/part-0; No space left on device")
+
+    backup._checkpoint.write = no_space
+    with pytest.raises(TfftError, match=r"^cannot write '.*step-000000014': no space left on its disk "
+                                        r"\(needs about 0\.0 MiB, .* MiB free\); free some space"):
+        backup.save(TrainingState(0, 14), 14)
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["step-000000007"]
+    assert Backup(tmp_path, small_model(2), {}).restore() == TrainingState(0, 7)

@@ -10,7 +10,9 @@ terminal or a notebook), else as one log line per ``trainer.log_every_steps``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -88,15 +90,20 @@ class WeightFiles:
         step, temporary = self._step(), path.with_name(f".tmp-{path.name}")
         temporary.unlink(missing_ok=True)
         if not (self._written and self._written[0] == step and _link(self._written[1], temporary)):
-            try:
-                saving_lib.save_weights_only(self.model, str(temporary),
-                                             objects_to_skip=[self.model.optimizer])
-            except OSError as error:
+            with _h5_cleanup_errors_silenced():
+                try:
+                    saving_lib.save_weights_only(self.model, str(temporary),
+                                                 objects_to_skip=[self.model.optimizer])
+                    full = False
+                except OSError as error:
+                    full = is_out_of_space(error)
+                    if not full:
+                        raise
+                    error.__traceback__ = None  # Its frames hold the failed file: freed in the block.
+            if full:
                 temporary.unlink(missing_ok=True)
-                if not is_out_of_space(error):
-                    raise
                 needed = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in self.model.weights)
-                raise out_of_space(path, needed) from None
+                raise out_of_space(path, needed)
         os.replace(temporary, path)
         self._written = (step, path)
 
@@ -104,6 +111,21 @@ class WeightFiles:
         """Puts the weights of ``path`` back into the model (its optimizer state stays)."""
         saving_lib.load_weights_only(self.model, str(path), objects_to_skip=[self.model.optimizer])
         self._written = (self._step(), path)
+
+
+@contextlib.contextmanager
+def _h5_cleanup_errors_silenced():
+    """Drops the "Exception ignored" tracebacks h5py prints when it frees a file whose write failed.
+
+    The write's own error (a full disk) is raised as usual and reported in one line.
+    """
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook = sys.excepthook = lambda *args: None
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook, sys.excepthook = hooks
 
 
 def _link(source: Path, target: Path) -> bool:

@@ -53,6 +53,7 @@ from tfft.training.callbacks import (
 from tfft.training.hparams import write_hparams
 from tfft.training.interruption import SignalFlag, StopOnSignal
 from tfft.training.optimizer import create_optimizer
+from tfft.training.run_lock import run_lock
 from tfft.training.strategy import configure_runtime, create_strategy, worker_of
 
 MODES = ("train", "eval", "train_and_eval", "predict")
@@ -246,7 +247,14 @@ class Experiment:
     # --- training ----------------------------------------------------------------------
 
     def train(self, with_validation: bool) -> dict:
-        """Fine-tunes from ``task.init_checkpoint`` (or resumes); evaluates after each epoch if asked."""
+        """Fine-tunes from ``task.init_checkpoint`` (or resumes); evaluates after each epoch if asked.
+
+        Holds the model_dir's lock meanwhile: a second run on it stops with an error.
+        """
+        with run_lock(self.output_dir):
+            return self._train(with_validation)
+
+    def _train(self, with_validation: bool) -> dict:
         trainer = self.config.trainer
         if trainer.early_stopping_patience and not with_validation:
             raise TfftError(
