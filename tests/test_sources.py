@@ -320,9 +320,11 @@ def test_unreadable_files_say_what_to_do(tmp_path):
         read_records(str(archive))
     latin = tmp_path / "latin.tsv"
     latin.write_bytes("sentence\tlabel\ncaf\u00e9\t1\n".encode("latin-1"))
-    with pytest.raises(TfftError, match=rf"^'{re.escape(str(latin))}' is not UTF-8 text \(it holds the byte "
-                                        r"b'\\xe9'\); save it as UTF-8"):
+    with pytest.raises(TfftError, match=rf"^{re.escape(str(latin))}:2: not UTF-8 text \(it holds the byte "
+                                        r"b'\\xe9'\); if the file is in another encoding set the data's "
+                                        r"encoding key \(task\.\*_data\.encoding, e\.g\. latin-1"):
         read_records(str(latin))
+    assert read_records(str(latin), encoding="latin-1")[0].fields["sentence"] == "caf\u00e9"
 
 
 def test_a_folder_as_input_path_names_a_glob_of_its_files(tmp_path):

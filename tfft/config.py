@@ -52,6 +52,10 @@ class DataConfig:
     columns: list = config_field(
         [], doc="TSV/CSV files without a header row: the column names (then every line is data)."
     )
+    encoding: str = config_field(
+        "utf-8", doc="Text encoding of the files (utf-8 reads them with or without a byte order mark; "
+        "e.g. latin-1, cp1252, utf-16 for others)."
+    )
 
 
 #: The task of a config that names none.
@@ -402,17 +406,39 @@ def parse_overrides(text: str) -> dict:
     return nested
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key that a mapping holds twice (one value would be lost)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str) -> dict:
     """Reads one YAML config file into a dict."""
     file = Path(path)
     if not file.is_file():
         raise TfftError(f"config file '{path}' does not exist; pass an existing --config_file")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except UnicodeDecodeError as error:
+        raise TfftError(f"config file '{path}' is not UTF-8 text (it holds the byte "
+                        f"{error.object[error.start:error.end]!r}); save it as UTF-8") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise TfftError(f"config file '{path}{where}' is not valid YAML; fix its syntax") from None
+        problem = getattr(error, "problem", "") or ""
+        detail = f" ({problem})" if "twice" in problem else ""
+        raise TfftError(f"config file '{path}{where}' is not valid YAML{detail}; fix its syntax") from None
+    if data is not None and not isinstance(data, dict):
+        raise TfftError(f"config file '{path}' holds a {type(data).__name__}, not a mapping of sections "
+                        "(task:, trainer:, runtime:); write it as in configs/")
     return data or {}
 
 

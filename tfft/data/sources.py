@@ -15,6 +15,7 @@ to :func:`read_data`.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import contextlib
 import csv
@@ -24,6 +25,7 @@ import io
 import itertools
 import json
 import posixpath
+import sys
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -194,9 +196,11 @@ def check_max_examples(path: str, max_examples: int) -> None:
                         "to 0 (all) or the number of examples to read")
 
 
-def read_records(path: str, fmt: str = "auto", max_examples: int = 0, columns=()) -> list[Record]:
-    """:func:`read_data` of a path, format, example limit and header-less column names."""
-    data = DataConfig(input_path=path, max_examples=max_examples, format=fmt, columns=list(columns))
+def read_records(path: str, fmt: str = "auto", max_examples: int = 0, columns=(),
+                 encoding: str = "utf-8") -> list[Record]:
+    """:func:`read_data` of a path, format, example limit, header-less column names and encoding."""
+    data = DataConfig(input_path=path, max_examples=max_examples, format=fmt, columns=list(columns),
+                      encoding=encoding)
     return read_data(data)
 
 
@@ -245,8 +249,8 @@ class _GFileStream(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def open_text(path: str) -> Iterator[io.TextIOBase]:
-    """Opens a UTF-8 text file (local or ``gs://``) for reading, gunzipping gzip files.
+def open_text(path: str, encoding: str = "utf-8") -> Iterator[io.TextIOBase]:
+    """Opens a text file (local or ``gs://``) for reading, gunzipping gzip files.
 
     A byte order mark at the start is dropped; line ends are kept as in the file
     (Windows' CRLF too), as :mod:`csv` wants them. Formats that a task registers read their
@@ -254,33 +258,93 @@ def open_text(path: str) -> Iterator[io.TextIOBase]:
 
     Args:
         path: The file.
+        encoding: Its text encoding (``task.*_data.encoding``); ``utf-8`` reads files with
+            or without a byte order mark.
 
     Yields:
         The file's text.
 
     Raises:
-        TfftError: for a zip archive, a damaged gzip file or text that is not UTF-8.
+        TfftError: for a zip archive, a damaged gzip file, an unknown encoding, or bytes
+            that are not text in ``encoding`` (naming the line).
     """
+    encoding = _codec(encoding)
     with io.BufferedReader(_GFileStream(tf.io.gfile.GFile(path, "rb")), 1 << 20) as raw:
         start = raw.peek(len(_ZIP_MAGIC))[:len(_ZIP_MAGIC)]
         if start == _ZIP_MAGIC:
             raise TfftError(f"'{path}' is a zip archive; unzip it and set input_path to the data file inside")
         binary = gzip.GzipFile(fileobj=raw, mode="rb") if start.startswith(_GZIP_MAGIC) else raw
-        with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text:
+        utf16 = _utf16_kind(binary.peek(4)[:4]) if encoding == "utf-8-sig" else None
+        if utf16:
+            raise TfftError(f"'{path}' is UTF-16 text ({utf16[0]}); set the data's encoding key "
+                            f"(task.*_data.encoding={utf16[1]}) or save it as UTF-8")
+        with io.TextIOWrapper(binary, encoding=encoding, newline="") as text:
             try:
                 yield text
-            except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as error:
-                raise _unreadable(path, error) from None
+            except UnicodeDecodeError as error:
+                raise _not_text(path, encoding, error) from None
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                raise TfftError(
+                    f"'{path}' is a damaged gzip file ({error}); download or compress it again"
+                ) from None
 
 
-def _unreadable(path: str, error: Exception) -> TfftError:
-    """What to do about a file that is not UTF-8 text, or a damaged gzip file."""
-    if isinstance(error, UnicodeDecodeError):
-        return TfftError(
-            f"'{path}' is not UTF-8 text (it holds the byte {error.object[error.start:error.end]!r}); "
-            "save it as UTF-8, e.g. with iconv -f latin1 -t utf-8"
-        )
-    return TfftError(f"'{path}' is a damaged gzip file ({error}); download or compress it again")
+def _utf16_kind(start: bytes) -> tuple[str, str] | None:
+    """``(what the start shows, encoding to set)`` if a file starts as UTF-16 text does, else None."""
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "it starts with a UTF-16 byte order mark", "utf-16"
+    if len(start) == 4 and start[1] == start[3] == 0 and start[0] and start[2]:
+        return "every other byte is zero, without a byte order mark", "utf-16-le"
+    if len(start) == 4 and start[0] == start[2] == 0 and start[1] and start[3]:
+        return "every other byte is zero, without a byte order mark", "utf-16-be"
+    return None
+
+
+def _codec(encoding: str) -> str:
+    """Python's codec name for ``encoding`` (``utf-8-sig`` for UTF-8: a byte order mark is dropped)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise TfftError(f"unknown text encoding '{encoding}' in task.*_data.encoding; use e.g. utf-8, "
+                        "latin-1, cp1252 or utf-16") from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
+def _not_text(path: str, encoding: str, error: UnicodeDecodeError) -> TfftError:
+    """The error for bytes that ``encoding`` cannot decode, naming their line where it can be found."""
+    where, bad = path, error.object[error.start:error.end]
+    with contextlib.suppress(Exception):  # The line is a courtesy: a second read may fail too.
+        with tf.io.gfile.GFile(path, "rb") as file:
+            data = file.read()
+        if data[:2] == _GZIP_MAGIC:
+            data = gzip.decompress(data)
+        decoder = codecs.getincrementaldecoder(encoding)()
+        for number, line in enumerate(data.splitlines(keepends=True), start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as at_line:
+                where, bad = f"{path}:{number}", at_line.object[at_line.start:at_line.end]
+                break
+    name = "UTF-8" if encoding == "utf-8-sig" else encoding
+    return TfftError(
+        f"{where}: not {name} text (it holds the byte {bad[:4]!r}); if the file is in another encoding "
+        "set the data's encoding key (task.*_data.encoding, e.g. latin-1 or cp1252), else save it as UTF-8"
+    )
+
+
+def text_lines(file: io.TextIOBase, path: str) -> Iterator[str]:
+    """The lines of an open text file, refusing NUL bytes (a binary file, or UTF-16 read as UTF-8).
+
+    Raises:
+        TfftError: naming the line with a NUL byte.
+    """
+    for number, line in enumerate(file, start=1):
+        if "\0" in line:
+            raise TfftError(
+                f"{located(path, number)}: holds a NUL byte, which text has not (a binary file, or "
+                "UTF-16 text: then set task.*_data.encoding=utf-16); remove it or give the right file"
+            )
+        yield line
 
 
 def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
@@ -293,12 +357,14 @@ def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
     delimiter, quoting = ("\t", csv.QUOTE_NONE) if fmt == "tsv" else (",", csv.QUOTE_MINIMAL)
     header = [str(name) for name in data.columns]
     what = "as task.*_data.columns names" if header else "as in the header"
-    with open_text(path) as file:
-        reader = csv.reader(file, delimiter=delimiter, quoting=quoting)
+    csv.field_size_limit(_FIELD_SIZE_LIMIT)
+    with open_text(path, data.encoding) as file:
+        reader = csv.reader(text_lines(file, path), delimiter=delimiter, quoting=quoting)
         for row in reader:
             line = reader.line_num
             if not header:
                 header = row
+                _check_header(header, path)
                 continue
             if not any(cell.strip() for cell in row):
                 continue
@@ -310,10 +376,30 @@ def _read_delimited(path: str, data: DataConfig) -> Iterator[Record]:
             yield Record(dict(zip(header, row, strict=True)), path, line)
 
 
+#: The largest TSV/CSV field read (the csv module's default, 128 KiB, is less than some texts).
+_FIELD_SIZE_LIMIT = 2**31 - 1
+
+
+def _check_header(header: list[str], path: str) -> None:
+    """Refuses a header row that names a column twice (one of them would be lost)."""
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise TfftError(f"{located(path, 1)}: the header names column '{name}' twice; rename one "
+                            "of them (or name the columns with task.*_data.columns)")
+        seen.add(name)
+
+
+def _too_deep(where: str) -> TfftError:
+    limit = sys.getrecursionlimit()
+    return TfftError(f"{where}: JSON nested deeper than the parser's limit of about {limit} levels; "
+                     "flatten the data")
+
+
 def _read_jsonl(path: str, data: DataConfig) -> Iterator[Record]:
     """One JSON object per line."""
-    with open_text(path) as file:
-        for line, text in enumerate(file, start=1):
+    with open_text(path, data.encoding) as file:
+        for line, text in enumerate(text_lines(file, path), start=1):
             if not text.strip():
                 continue
             try:
@@ -323,6 +409,8 @@ def _read_jsonl(path: str, data: DataConfig) -> Iterator[Record]:
                     f"{located(path, line)}: invalid JSON at column {error.colno} "
                     f"({error.msg}); fix the line"
                 ) from None
+            except RecursionError:
+                raise _too_deep(located(path, line)) from None
             if not isinstance(value, dict):
                 raise TfftError(f"{located(path, line)}: expected a JSON object; fix the line")
             yield Record(value, path, line)
@@ -330,10 +418,12 @@ def _read_jsonl(path: str, data: DataConfig) -> Iterator[Record]:
 
 def _read_json(path: str, data: DataConfig) -> Iterator[Record]:
     """A whole JSON document: SQuAD layout or a list of objects; JSON Lines otherwise."""
-    with open_text(path) as file:
+    with open_text(path, data.encoding) as file:
         text = file.read()
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise _too_deep(path) from None
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # More than one value: JSON Lines.
             yield from _read_jsonl(path, data)
@@ -382,8 +472,8 @@ def _read_conll(path: str, data: DataConfig) -> Iterator[Record]:
         columns = [list(column) for column in zip(*rows, strict=True)]
         return Record({"tokens": columns[0], "columns": columns}, path, start)
 
-    with open_text(path) as file:
-        for line, text in enumerate(file, start=1):
+    with open_text(path, data.encoding) as file:
+        for line, text in enumerate(text_lines(file, path), start=1):
             cells = text.split()
             if cells and cells[0] == CONLL_DOCUMENT_START:
                 cells = []

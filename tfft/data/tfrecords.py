@@ -151,7 +151,8 @@ def write_split(
         writers[row % num_shards].write(record.SerializeToString())
     for writer in writers:
         writer.close()
-    return {"examples": features.num_examples, "rows": len(features), "files": names,
+    sizes = [tf.io.gfile.stat(posixpath.join(folder, name)).length for name in names]
+    return {"examples": features.num_examples, "rows": len(features), "files": names, "file_bytes": sizes,
             "with_examples": with_examples, "example_ids": True, **info}
 
 
@@ -334,8 +335,24 @@ def open_split(path: str, max_examples: int = 0) -> TFRecordSplit:
                     f"(e.g. '{sorted(missing)[0]}' is missing); point input_path at all of them"
                 )
             files = tuple(posixpath.join(folder, name) for name in info["files"])
+            _check_sizes(files, info.get("file_bytes"), metadata_path)
             return TFRecordSplit(files, split, metadata, max_examples)
     raise TfftError(f"'{path}' matches files of several splits or none listed in '{metadata_path}'")
+
+
+def _check_sizes(files: tuple[str, ...], sizes: list[int] | None, metadata_path: str) -> None:
+    """Refuses files whose size differs from the one written (a truncated or partial copy).
+
+    Files written before sizes were recorded are not checked here; reading them reports
+    damage as it meets it.
+    """
+    for file, size in zip(files, sizes or [], strict=False):
+        found = tf.io.gfile.stat(file).length
+        if found != size:
+            raise TfftError(
+                f"'{file}' has {found} bytes, but '{metadata_path}' says {size} were written (a truncated "
+                "or partial copy?); copy it again or recreate the files with tools/create_tfrecords.py"
+            )
 
 
 def _parse_spec(split: TFRecordSplit, with_examples: bool) -> dict:

@@ -29,7 +29,7 @@ import numpy as np
 from tfft.backbones.weights import dense_specs, export_tensors
 from tfft.config import config_field
 from tfft.data.features import Features
-from tfft.data.sources import Record, register_format
+from tfft.data.sources import Record, open_text, register_format, text_lines
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
 from tfft.tasks import metrics
@@ -303,13 +303,11 @@ def _read_semeval(path: str, data) -> Any:
 
     Test files without relation lines read as unlabeled records.
     """
-    import tensorflow as tf
-
     block, start = [], 0
-    with tf.io.gfile.GFile(path, "r") as file:
-        lines = [*file, ""]
+    with open_text(path, data.encoding) as file:
+        lines = [*text_lines(file, path), ""]
     for number, text in enumerate(lines, start=1):
-        text = text.strip().lstrip("\ufeff")
+        text = text.strip()
         if text:
             start = start or number
             block.append(text)

@@ -70,7 +70,12 @@ class SentenceTask(Task):
         texts = []
         for field in self.config.text_fields:
             text = self._field(record, field)
-            if not isinstance(text, str) or not text.strip():
+            if text is not None and not isinstance(text, str):
+                raise TfftError(
+                    f"{record.where}: column '{field}' holds the {type(text).__name__} {text!r:.40}, not "
+                    "text; check task.text_fields, or write the value as a string"
+                )
+            if not text or not text.strip():
                 raise TfftError(
                     f"{record.where}: column '{field}' is empty; remove the row or fill in the text"
                 )

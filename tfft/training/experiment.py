@@ -195,7 +195,7 @@ class Experiment:
         return files
 
     def _training_source(self) -> tuple[TrainingSource, object, object]:
-        """Reads (or opens) the training data; settles the labels; saves params.yaml.
+        """Reads (or opens) the training data and settles the labels.
 
         Returns:
             ``(source, pretrained checkpoint, tokenizer)``.
@@ -205,9 +205,7 @@ class Experiment:
         if files is None:
             examples = self._read("train_data")
             self.task.prepare(examples)
-        check_resumable(self.model_dir, to_dict(self.config))  # Before params.yaml changes.
-        if self.worker.is_chief:
-            save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
+        check_resumable(self.model_dir, to_dict(self.config))
         checkpoint, tokenizer = modeling.load_pretrained(self.task)
         if files is not None:
             logging.info("training from %d TFRecord files (%d rows)", len(files.files), files.info["rows"])
@@ -263,6 +261,8 @@ class Experiment:
         clock = time.perf_counter()
         source, checkpoint, tokenizer = self._training_source()
         validation_features = self._validation_features(tokenizer) if with_validation else None
+        if self.worker.is_chief:  # Once every input has been read: bad input changes no file.
+            save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
         seconds = {"read_and_encode": time.perf_counter() - clock}
         plan = self._batch_plan(source)
         steps_per_epoch = plan.steps_per_epoch(source.num_rows)
@@ -360,8 +360,19 @@ class Experiment:
             dataset = distribute(
                 self.strategy, lambda context, e=epoch, s=skip: epoch_dataset(source, plan, e, s, context)
             )
-            history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0,
-                                steps_per_epoch=progress.batches_per_epoch - skip, callbacks=callbacks)
+            try:
+                history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0,
+                                    steps_per_epoch=progress.batches_per_epoch - skip, callbacks=callbacks)
+            except tf.errors.DataLossError as error:  # Damaged TFRecord files met while training.
+                # TensorFlow's message: "Graph execution error:", the Python stack, then its own lines.
+                lines = [line.strip() for line in error.message.splitlines()
+                         if line.strip() and not line.strip().startswith(("File ", "[[", "Graph execution",
+                                                                          "Detected at"))]
+                what = lines[-1] if lines else "data loss"
+                raise TfftError(
+                    f"cannot read the training data ({what}); recreate its TFRecord files with "
+                    "tools/create_tfrecords.py (rerunning resumes from the last backup)"
+                ) from None
             batches_run += progress.batches_per_epoch - skip
             loss = float(history.history["loss"][-1])
             if model.stop_training:
