@@ -295,7 +295,7 @@ def test_export_after_failed_training_says_to_train_first(tmp_path, tiny_bert, d
     model_dir = tmp_path / "model"
     missing = {"task.validation_data.input_path": tmp_path / "missing.tsv"}
     failed = train(model_dir, tiny_bert, data, **missing)
-    assert failed.returncode != 0 and (model_dir / "params.yaml").is_file()
+    assert failed.returncode != 0 and not (model_dir / "params.yaml").exists()  # Bad input writes nothing.
     process = run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'export'}", check=False)
     assert_one_line_error(process, "tfft-export", r".*(train into --model_dir|tfft-train)")
     assert "Hugging Face model folder" not in error_lines(process)[-1]
