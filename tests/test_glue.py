@@ -165,7 +165,8 @@ def test_extra_validation_sets_are_checked_with_the_config(tmp_path):
     config = tsv_config("mnli", "a.tsv", "b.tsv", "task.extra_validation_data={}")
     assert config.task.extra_validation_data == {}
     with pytest.raises(TfftError, match=r"^unknown config key 'task.extra_validation_data.mismatched.path'; "
-                                        r"known keys here: columns, encoding, format, input_path, max_examples$"):
+                                        r"known keys here: columns, encoding, format, input_path, "
+                                        r"max_examples$"):
         tsv_config("mnli", "a.tsv", "b.tsv", "task.extra_validation_data.mismatched.path=x.tsv")
     with pytest.raises(TfftError, match=r"^config key 'task.extra_validation_data.mis-matched': name the "
                                         r"validation set with letters, digits and underscores"):

@@ -201,6 +201,44 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_earlier_backup_resumes(
     assert evaluated(model_dir) == evaluated(uninterrupted)
 
 
+@pytest.mark.slow
+def test_soak_200_backups_and_10_kills_end_as_the_uninterrupted_run(command, tmp_path):
+    """SIGKILL at 10 random steps (fixed seed) of a 210-step run backed up after every batch."""
+    import random
+
+    def arguments(model_dir):
+        return [*command(model_dir), "--params_override=trainer.epochs=7,trainer.backup_steps=1"]
+
+    uninterrupted = tmp_path / "uninterrupted"
+    run_cli("tfft.cli.train", *arguments(uninterrupted))
+    model_dir = tmp_path / "soaked"
+    backups = model_dir / "backup"
+    kills = sorted(random.Random(0).sample(range(5, 205), 10))
+    most_on_disk, killed_at = 0, []
+    for target in kills:
+        process = subprocess.Popen([sys.executable, "-m", "tfft.cli.train", *arguments(model_dir)], cwd=REPO,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while True:
+            steps = [int(path.name.split("-")[1]) for path in backups.glob("step-*")]
+            most_on_disk = max(most_on_disk, len(steps))
+            if steps and max(steps) >= target:
+                break
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline, f"no backup reached step {target}"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at.append(max(steps))
+    run = run_cli("tfft.cli.train", *arguments(model_dir))
+    assert "resuming from" in run.stderr
+    assert len(killed_at) == 10 and killed_at == sorted(killed_at)
+    assert most_on_disk <= 2
+    assert evaluated(model_dir) == evaluated(uninterrupted)
+    train_results = json.loads((model_dir / "train_results.json").read_text())
+    assert train_results["steps"] == 210 and not backups.exists()
+
+
 def test_two_deterministic_runs_give_identical_metrics(command, uninterrupted, tmp_path):
     model_dir = tmp_path / "again"
     run_cli("tfft.cli.train", *command(model_dir))

@@ -20,7 +20,8 @@ It is written into a ``.tmp-`` folder that is renamed into place when complete, 
 crash while writing leaves the previous backup intact. On restart the newest backup is
 checked (file sizes, and TensorFlow's checksums while reading) and a damaged one stops
 the run with an error that says what to delete. The last :data:`KEEP` backups are kept;
-the folder is removed when training finishes.
+the folder is removed when training finishes. The oldest backup is deleted before a new one
+is renamed into place, so no more than :data:`KEEP` are ever on disk.
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ class Backup:
             if not is_out_of_space(error):
                 raise
             raise out_of_space(final, self._size()) from None
+        # The oldest go before the new one is renamed into place: never more than KEEP on disk.
+        for old in [backup for backup in self._backups() if backup != final][:-(KEEP - 1) or None]:
+            shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
         temporary.rename(final)
-        for old in self._backups()[:-KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
         return final
 
     def _size(self) -> int:
