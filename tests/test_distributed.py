@@ -236,3 +236,93 @@ def test_global_norm_clipping_sees_the_global_batch_gradient():
     assert process.returncode == 0, process.stderr[-3000:]
     assert "tfft True" in process.stdout.split("\n")
     assert "keras False" in process.stdout.split("\n")
+
+
+def start_workers(model_dir, settings: str, logs) -> list[subprocess.Popen]:
+    """Two ``multi_worker`` tfft-train processes on loopback, their output in the files ``logs``."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    workers = []
+    for index, log in enumerate(logs):
+        task = {"type": "worker", "index": index}
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "tfft.cli.train", "--config_file=configs/glue/sst2.yaml",
+             f"--model_dir={model_dir}", f"--params_override={settings}"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w")))
+    return workers
+
+
+def finish(workers: list[subprocess.Popen], logs) -> list[int]:
+    try:
+        return [worker.wait(timeout=600) for worker in workers]
+    except subprocess.TimeoutExpired:
+        raise AssertionError(logs[0].read_text()[-3000:] + logs[1].read_text()[-3000:]) from None
+    finally:
+        for worker in workers:
+            worker.kill()
+
+
+def wait_for_backup(model_dir, step: int, workers) -> int:
+    import time
+
+    deadline = time.time() + 300
+    while True:
+        steps = [int(path.name.split("-")[1]) for path in (model_dir / "backup").glob("step-*")]
+        if steps and max(steps) >= step:
+            return max(steps)
+        assert all(worker.poll() is None for worker in workers), "a worker ended before the kill"
+        assert time.time() < deadline, f"no backup at step {step}"
+        time.sleep(0.002)
+
+
+def compared(metrics: dict) -> dict:
+    return {key: metrics[key] for key in (*METRICS, "num_examples")}
+
+
+@pytest.fixture(scope="module")
+def two_worker_settings(tiny_bert, sentiment_data) -> str:
+    return overrides(tiny_bert, sentiment_data, **{
+        "trainer.train_batch_size": 8, "runtime.strategy": "multi_worker", "trainer.backup_steps": 7})
+
+
+@pytest.fixture(scope="module")
+def two_workers_uninterrupted(two_worker_settings, tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("two_workers")
+    logs = [folder / "chief.log", folder / "worker.log"]
+    assert finish(start_workers(folder / "model", two_worker_settings, logs), logs) == [0, 0]
+    return results(folder / "model")[0]
+
+
+@pytest.mark.slow
+def test_two_workers_killed_and_restarted_end_as_the_uninterrupted_run(
+        two_worker_settings, two_workers_uninterrupted, tmp_path):
+    model_dir, logs = tmp_path / "model", [tmp_path / "chief.log", tmp_path / "worker.log"]
+    workers = start_workers(model_dir, two_worker_settings, logs)
+    newest = wait_for_backup(model_dir, 37, workers)
+    for worker in workers:
+        worker.kill()
+    finish(workers, logs)
+    assert newest % 30 and not (model_dir / "eval_results.json").exists()  # killed mid-epoch
+
+    assert finish(start_workers(model_dir, two_worker_settings, logs), logs) == [0, 0]
+    assert "resuming from" in logs[0].read_text() and "resuming from" in logs[1].read_text()
+    assert compared(results(model_dir)[0]) == compared(two_workers_uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_both_after_the_same_step(
+        two_worker_settings, two_workers_uninterrupted, tmp_path):
+    """The preempted worker's flag is reduced over both: they save after the same step and exit 143."""
+    import signal
+
+    model_dir, logs = tmp_path / "model", [tmp_path / "chief.log", tmp_path / "worker.log"]
+    workers = start_workers(model_dir, two_worker_settings, logs)
+    wait_for_backup(model_dir, 7, workers)
+    workers[1].send_signal(signal.SIGTERM)  # the non-chief only
+    assert finish(workers, logs) == [143, 143]
+    stopped = [log.read_text().strip().splitlines()[-1] for log in logs]
+    assert stopped[0].startswith("tfft-train: interrupted: stopped by SIGTERM after ")
+    assert stopped[0].split(";")[0] == stopped[1].split(";")[0]  # the same step on both
+
+    assert finish(start_workers(model_dir, two_worker_settings, logs), logs) == [0, 0]
+    assert compared(results(model_dir)[0]) == compared(two_workers_uninterrupted)

@@ -239,6 +239,58 @@ def test_soak_200_backups_and_10_kills_end_as_the_uninterrupted_run(command, tmp
     assert train_results["steps"] == 210 and not backups.exists()
 
 
+def backup_steps_on_disk(model_dir) -> list[int]:
+    return sorted(int(path.name.split("-")[1]) for path in (model_dir / "backup").glob("step-*"))
+
+
+def kill_after_backup(arguments: list[str], model_dir, step: int) -> int:
+    """Starts ``tfft-train``, SIGKILLs it once a backup at ``step`` or later exists; returns the newest."""
+    process = subprocess.Popen([sys.executable, "-m", "tfft.cli.train", *arguments], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not any(found >= step for found in backup_steps_on_disk(model_dir)):
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, f"no backup at step {step} appeared"
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (model_dir / "checkpoints" / "final.weights.h5").exists()
+    return backup_steps_on_disk(model_dir)[-1]
+
+
+#: Configurations users run, each killed after a backup and resumed: (settings, kill after the backup
+#: at this step, what the newest backup must show).
+RESUME_MATRIX = {
+    # The default: backups at epoch ends only (30 batches per epoch).
+    "epoch_end_backups": ("trainer.backup_steps=0", 30, lambda step: step % 30 == 0),
+    # Killed inside an optimizer update of 4 batches: the gradient accumulators resume too.
+    "mid_gradient_accumulation": ("trainer.gradient_accumulation_steps=4,trainer.backup_steps=5", 5,
+                                  lambda step: step % 4 != 0),
+    # float16 with dynamic loss scaling: the loss scale and its counter resume too.
+    "mixed_float16_loss_scale": ("runtime.mixed_precision=mixed_float16", 37, lambda step: step % 30 != 0),
+    # Early stopping: the best metric, its epoch and the patience count resume too.
+    "early_stopping_state": ("trainer.early_stopping_patience=1,trainer.backup_steps=0", 30,
+                             lambda step: step % 30 == 0),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(RESUME_MATRIX))
+def test_resume_matrix_each_configuration_ends_as_its_uninterrupted_run(name, command, tmp_path):
+    settings, step, shows = RESUME_MATRIX[name]
+
+    def arguments(model_dir):
+        return [*command(model_dir), f"--params_override={settings}"]
+
+    run_cli("tfft.cli.train", *arguments(tmp_path / "uninterrupted"))
+    model_dir = tmp_path / "killed"
+    newest = kill_after_backup(arguments(model_dir), model_dir, step)
+    assert shows(newest), newest
+    rerun = run_cli("tfft.cli.train", *arguments(model_dir))
+    assert f"resuming from {model_dir / 'backup' / f'step-{newest:09d}'}" in rerun.stderr
+    assert evaluated(model_dir) == evaluated(tmp_path / "uninterrupted")
+
+
 def test_two_deterministic_runs_give_identical_metrics(command, uninterrupted, tmp_path):
     model_dir = tmp_path / "again"
     run_cli("tfft.cli.train", *command(model_dir))

@@ -87,10 +87,11 @@ class StopOnSignal(keras.callbacks.Callback):
         """The signal number if this process, or under several workers any worker, got one."""
         if self.strategy is None:
             return self.flag.received
-        local = tf.constant(self.flag.received or 0, tf.int32)
-        agreed = self.strategy.reduce(tf.distribute.ReduceOp.MAX,
+        # Per signal, how many workers got it (a sum: collectives have no maximum).
+        local = tf.constant([int(self.flag.received == number) for number in SIGNALS], tf.int32)
+        counts = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
                                       self.strategy.run(lambda: tf.identity(local)), axis=None)
-        return int(agreed) or None
+        return next((number for number, count in zip(SIGNALS, counts.numpy(), strict=True) if count), None)
 
     def on_train_batch_end(self, batch, logs=None):  # noqa: D102
         done = self.progress.batches_done(batch)
