@@ -173,3 +173,48 @@ def test_squad_minilm_exported_to_pytorch_reproduces_exact_match_and_f1(squad_ru
     expected = json.loads((squad_run / "eval_results.json").read_text())
     assert abs(metrics["exact_match"] - expected["exact_match"]) <= 0.25
     assert abs(metrics["f1"] - expected["f1"]) <= 0.25
+
+
+def test_sigterm_mid_epoch_on_minilm_sst2_resumes_to_the_uninterrupted_result(minilm, tmp_path):
+    """Preemption notice in epoch 2 of 2: a backup at once, exit 143 well inside the 30 s notice,
+    and the rerun's eval_results.json equals an uninterrupted deterministic run's."""
+    import signal
+    import time
+
+    data = SHARED_DATA / "glue" / "SST-2"
+    settings = ",".join([
+        f"task.init_checkpoint={minilm}", f"task.train_data.input_path={data / 'train.tsv'}",
+        "task.train_data.max_examples=1600", f"task.validation_data.input_path={data / 'dev.tsv'}",
+        "task.max_seq_length=64", "trainer.epochs=2", "trainer.log_every_steps=10",
+        "runtime.deterministic=true",
+    ])
+
+    def command(model_dir):
+        return ["--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+                f"--params_override={settings}"]
+
+    run_cli("tfft.cli.train", *command(tmp_path / "uninterrupted"))
+    model_dir, log = tmp_path / "preempted", tmp_path / "stderr.txt"
+    process = subprocess.Popen([sys.executable, "-m", "tfft.cli.train", *command(model_dir)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    deadline = time.time() + 900
+    while "epoch 2/2, step 70" not in log.read_text():
+        assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout=60)
+    seconds = time.monotonic() - signalled
+    stopped = log.read_text().strip().splitlines()[-1]
+    print(f"\nSIGTERM to exit: {seconds:.2f} s; {stopped}")
+    assert status == 143 and seconds < 30
+    assert stopped.startswith("tfft-train: interrupted: stopped by SIGTERM after ")
+    written = int(stopped.split(" after ")[1].split(" batches")[0])
+    assert 70 <= written < 100 and (model_dir / "backup" / f"step-{written:09d}").is_dir()
+
+    run_cli("tfft.cli.train", *command(model_dir))
+    results = [json.loads((folder / "eval_results.json").read_text())
+               for folder in (tmp_path / "uninterrupted", model_dir)]
+    compared = ("loss", "accuracy", "num_examples")
+    assert {key: results[0][key] for key in compared} == {key: results[1][key] for key in compared}
+    print(f"uninterrupted {results[0]['accuracy']:.4f}, resumed {results[1]['accuracy']:.4f}")
