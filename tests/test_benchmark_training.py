@@ -43,7 +43,7 @@ def test_stsb_over_seeds_reports_mean_and_sd_of_both_sides(tiny_bert, tmp_path):
     results = json.loads((output / "results.json").read_text())
     for side in ("tfft", "hf"):
         pearsons = [run["metric"] for run in results["runs"][side]]
-        assert len(pearsons) == 2 and all(-1 <= value <= 1 for value in pearsons)
+        assert len(pearsons) == 2 and pearsons[0] != pearsons[1]  # the seed reached the run
         assert results["summary"][side]["metric"] == pytest.approx(np.mean(pearsons))
         assert results["summary"][side]["metric_sd"] == pytest.approx(statistics.stdev(pearsons))
         assert f"{side} pearson over seeds 1, 2: " in process.stdout

@@ -137,7 +137,7 @@ def assert_raw_text_serving_matches(model_dir, export_dir, batch, logits):
 
 def test_sst2_example_runs_unchanged_on_roberta(roberta_sst2_run, tmp_path):
     results = json.loads((roberta_sst2_run / "eval_results.json").read_text())
-    assert results["num_examples"] == 48 and 0.0 <= results["accuracy"] <= 1.0
+    assert results["num_examples"] == 48  # Its accuracy is checked against the SavedModel's below.
     export_dir = tmp_path / "saved_model"
     run_export(f"--model_dir={roberta_sst2_run}", f"--export_dir={export_dir}")
     report = check_export(roberta_sst2_run, export_dir)

@@ -4,6 +4,7 @@ evaluation that reuses the last validation only when it saw the final float32 we
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,10 +69,21 @@ def test_mixed_precision_validates_the_last_epoch_in_float32(tmp_path, tiny_bert
 def test_early_stopping_reevaluates_the_restored_weights(tmp_path, tiny_bert, sentiment_data, precision):
     """After early stopping puts the best epoch's weights back, eval_results.json is of those
     weights (as --mode=eval of the final checkpoint), not of the last epoch's."""
-    model_dir, results, metrics = train(tmp_path, tiny_bert, sentiment_data, **{
+    model_dir = tmp_path / "model"
+    overrides = settings(tiny_bert, sentiment_data, **{
         "trainer.epochs": 6, "trainer.early_stopping_patience": 1, "trainer.learning_rate": 0.05,
         "task.main_metric": "loss", "runtime.mixed_precision": precision})
-    assert results["epochs"] < 6  # It stopped early, so the best weights were put back.
+    run = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+                    f"--params_override={overrides}")
+    results = json.loads((model_dir / "train_results.json").read_text())
+    metrics = json.loads((model_dir / "eval_results.json").read_text())
+    # It stopped before the last epoch and put an earlier epoch's weights back.
+    stopped = re.search(r"early stopping after epoch (\d): val_loss did not improve on ([\d.]+) "
+                        r"\(epoch (\d)\)", run.stderr)
+    assert stopped, run.stderr[-3000:]
+    last, best, best_epoch = int(stopped[1]), float(stopped[2]), int(stopped[3])
+    assert results["epochs"] == last < 6 and best_epoch < last
+    assert metrics["loss"] == pytest.approx(best, abs=1e-4)  # the best epoch's validation loss
     fresh = run_train(f"--model_dir={model_dir}", "--mode=eval").results
     assert metrics["loss"] == pytest.approx(fresh["loss"], abs=1e-6)
 
