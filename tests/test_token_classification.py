@@ -354,3 +354,79 @@ def test_check_export_reproduces_entity_f1_with_tensorflow_alone(ner_run, ner_da
     error = process.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"check_export: f1 [0-9.e-]+ differs from eval_results\.json [0-9.]+; "
                         r".*\(tolerance 1e-06\)", error), process.stderr[-2000:]
+
+
+# --- other tag schemes and sub-word labels ------------------------------------------------------------
+
+
+def to_scheme(tags: list[str], scheme: str) -> list[str]:
+    """IOB2 tags re-written in IOB1 (I- starts an entity; B- only after one of its type) or BIOES."""
+    out = []
+    for index, tag in enumerate(tags):
+        kind, _, name = tag.partition("-")
+        following = tags[index + 1] if index + 1 < len(tags) else "O"
+        continues = following == f"I-{name}"
+        if tag == "O":
+            out.append(tag)
+        elif scheme == "iob1":
+            previous = tags[index - 1] if index else "O"
+            adjacent = kind == "B" and previous.partition("-")[2] == name
+            out.append(f"B-{name}" if adjacent else f"I-{name}")
+        elif kind == "B":
+            out.append(f"B-{name}" if continues else f"S-{name}")
+        else:
+            out.append(f"I-{name}" if continues else f"E-{name}")
+    return out
+
+
+SCHEME_TAGS = {"iob1": ["O", "I-PER", "B-PER", "I-ORG", "B-ORG"],
+               "bioes": ["O", "S-PER", "B-ORG", "E-ORG", "B-PER", "I-PER", "E-PER", "I-ORG", "S-ORG"]}
+
+
+@pytest.mark.parametrize("scheme", ["iob1", "bioes"])
+def test_training_on_iob1_and_bioes_tags_learns_and_predicts_in_that_scheme(scheme, tiny_bert, tmp_path):
+    def write(split: str, count: int, seed: int) -> str:
+        sentences = [(words, to_scheme(tags, scheme)) for words, tags in synthetic_sentences(count, seed)]
+        return write_conll(tmp_path / f"{split}.conll", sentences)
+
+    train, dev = write("train", 320, 1), write("dev", 64, 2)
+    model_dir = tmp_path / "model"
+    settings = overrides(tiny_bert, (train, dev), **{
+        "task.label_list": "[" + ",".join(SCHEME_TAGS[scheme]) + "]",
+        "task.num_labels": len(SCHEME_TAGS[scheme]), "task.tag_scheme": scheme})
+    run = run_train("--config_file=configs/ner/conll2003.yaml", f"--model_dir={model_dir}",
+                    f"--params_override={settings}")
+    assert "inconsistent with task.tag_scheme" not in run.stderr
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    assert results["f1"] > 0.8 and {"f1_PER", "f1_ORG"} <= set(results)
+    run_train(f"--model_dir={model_dir}", "--mode=predict", "--output_format=conll")
+    predicted = {tag for r in read_records(str(model_dir / "predictions.conll"), "conll")
+                 for tag in r.fields["columns"][1]}
+    # Tags as the scheme writes them: one-word persons are I-PER in IOB1 and S-PER in BIOES.
+    distinctive = {"iob1": {"I-PER", "I-ORG"}, "bioes": {"S-PER", "B-ORG", "E-ORG"}}[scheme]
+    assert distinctive <= predicted <= set(SCHEME_TAGS[scheme])
+
+
+def test_label_all_subwords_labels_every_piece_of_a_word(tiny_bert, tmp_path):
+    from tfft.data.features import IGNORED_LABEL
+    from tfft.modeling import load_pretrained
+
+    words = ["guitar", "plays", "unbelievably", "well"]
+    path = write_conll(tmp_path / "train.conll", [(words, ["B-PER", "O", "B-ORG", "I-ORG"])])
+    labelled = {}
+    for every in (False, True):
+        task = get_task(token_config(label_list=TAGS, num_labels=len(TAGS), init_checkpoint=str(tiny_bert),
+                                     label_all_subwords=every))
+        _, tokenizer = load_pretrained(task)
+        examples = task.read_examples(DataConfig(input_path=path))
+        features = task.encode(examples, tokenizer)
+        labels = features.labels  # one sentence: its row
+        word_ids = [word for word in tokenizer(words, is_split_into_words=True).word_ids()
+                    if word is not None]
+        pieces = [word_ids.count(index) for index in range(len(words))]
+        assert sum(pieces) > len(words)  # some word is cut into several sub-words
+        labelled[every] = [int(label) for label in labels if label != IGNORED_LABEL]
+        assert len(labelled[every]) == (sum(pieces) if every else len(words))
+    tag_ids = [TAGS.index(tag) for tag in ["B-PER", "O", "B-ORG", "I-ORG"]]
+    assert labelled[False] == tag_ids
+    assert labelled[True] == [tag for tag, count in zip(tag_ids, pieces, strict=True) for _ in range(count)]
