@@ -251,3 +251,46 @@ def test_console_scripts_are_installed(script):
     process = subprocess.run([str(executable)], capture_output=True, text=True)
     assert process.returncode != 0
     assert "--model_dir must have a value" in process.stderr
+
+
+#: Each trainer key the README promises is range-checked, a value out of its range and the message.
+OUT_OF_RANGE = [
+    ("epochs", 0, "must be at least 1, got 0"),
+    ("train_batch_size", 0, "must be at least 1, got 0"),
+    ("eval_batch_size", -4, "must be at least 1, got -4"),
+    ("eval_max_tokens", -1, "must be at least 0, got -1"),
+    ("gradient_accumulation_steps", 0, "must be at least 1, got 0"),
+    ("steps_per_execution", 0, "must be at least 1, got 0"),
+    ("shuffle_buffer_size", 0, "must be at least 1, got 0"),
+    ("backup_steps", -2, "must be at least -1, got -2"),
+    ("log_every_steps", 0, "must be at least 1, got 0"),
+    ("early_stopping_patience", -1, "must be at least 0, got -1"),
+    ("trainable_encoder_layers", -2, "must be at least -1, got -2"),
+    ("reinit_top_layers", -1, "must be at least 0, got -1"),
+    ("lr_reference_width", -1, "must be at least 0, got -1"),
+    ("weight_decay", -0.01, "must be at least 0, got -0.01"),
+    ("max_grad_norm", -1.0, "must be at least 0, got -1.0"),
+    ("warmup_fraction", 1.5, r"must be in \[0, 1\], got 1.5"),
+    ("adam_beta_1", 1.0, r"must be in \[0, 1\), got 1.0"),
+    ("adam_beta_2", -0.1, r"must be in \[0, 1\), got -0.1"),
+    ("learning_rate", 0.0, "must be positive, got 0.0"),
+    ("adam_epsilon", 0.0, "must be positive, got 0.0"),
+    ("layer_decay", 0.0, r"must be in \(0, 1\], got 0.0; 1.0 turns it off"),
+    ("head_lr_multiplier", -1.0, "must be positive, got -1.0; 1.0 turns it off"),
+    ("profile_steps", "[3]", r"must be \[first, last\]"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), OUT_OF_RANGE, ids=[case[0] for case in OUT_OF_RANGE])
+def test_trainer_settings_out_of_range_are_refused_before_anything_runs(key, value, message, tiny_bert,
+                                                                       sentiment_data, tmp_path):
+    import re
+
+    model_dir = tmp_path / "model"
+    failed = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+                       f"--params_override={overrides(tiny_bert, sentiment_data)},trainer.{key}={value}",
+                       check=False)
+    assert failed.returncode == 1
+    line = failed.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"tfft-train: error: trainer\.{key} {message}.*", line), line
+    assert not model_dir.exists() or not any(model_dir.iterdir())

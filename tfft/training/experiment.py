@@ -516,9 +516,19 @@ def _check_trainer(config: ExperimentConfig) -> None:
     for key, minimum in (("gradient_accumulation_steps", 1), ("steps_per_execution", 1),
                          ("shuffle_buffer_size", 1), ("backup_steps", -1), ("epochs", 1),
                          ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0),
-                         ("reinit_top_layers", 0), ("lr_reference_width", 0)):
+                         ("reinit_top_layers", 0), ("lr_reference_width", 0), ("log_every_steps", 1),
+                         ("early_stopping_patience", 0), ("trainable_encoder_layers", -1),
+                         ("weight_decay", 0), ("max_grad_norm", 0)):
         if getattr(trainer, key) < minimum:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
+    if not 0 <= trainer.warmup_fraction <= 1:
+        raise TfftError(f"trainer.warmup_fraction must be in [0, 1], got {trainer.warmup_fraction}")
+    for key in ("adam_beta_1", "adam_beta_2"):
+        if not 0 <= getattr(trainer, key) < 1:
+            raise TfftError(f"trainer.{key} must be in [0, 1), got {getattr(trainer, key)}")
+    for key in ("learning_rate", "adam_epsilon"):
+        if not getattr(trainer, key) > 0:
+            raise TfftError(f"trainer.{key} must be positive, got {getattr(trainer, key)}")
     if not 0 < trainer.layer_decay <= 1:
         raise TfftError(f"trainer.layer_decay must be in (0, 1], got {trainer.layer_decay}; 1.0 turns it off")
     if trainer.head_lr_multiplier <= 0:
