@@ -213,7 +213,7 @@ BAD = [
     Bad("conll_only_document_starts", CONLL, ("train.txt", "-DOCSTART- -X- -X- O\n\n-DOCSTART- -X- -X- O\n"),
         r"input '{d}/train\.txt' holds no examples"),
     Bad("conll_unknown_tag", CONLL, ("train.txt", CONLL_TEXT + "Paris NNP B-NP B-CITY\n"),
-        r"{d}/train\.txt:6: .*'B-CITY'"),
+        r"{d}/train\.txt:6: tag 'B-CITY' is not in task\.label_list \[.*\]; add it or fix the data"),
     # --- SemEval-2010 Task 8 ---------------------------------------------------------------------
     Bad("semeval_latin1", SEMEVAL,
         ("train.txt", SEMEVAL_TEXT.encode() + '3\t"A <e1>caf\xe9</e1> <e2>x</e2>"\n'.encode("latin-1")),
