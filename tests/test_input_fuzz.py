@@ -195,7 +195,8 @@ BAD = [
     Bad("squad_deeply_nested", SQUAD, ("train.json", '{"data": ' + "[" * 100_000 + "]" * 100_000 + "}"),
         r"{d}/train\.json: JSON nested deeper than the parser's limit"),
     Bad("squad_question_is_a_number", SQUAD, ("train.json", json.dumps(squad_document(question=5))),
-        r"{d}/train\.json:data\[0\]\.paragraphs\[0\]\.qas\[0\]: question 'q1' has no text in 'question'"),
+        r"{d}/train\.json:data\[0\]\.paragraphs\[0\]\.qas\[0\]: question 'q1': 'question' holds the int 5, "
+        r"not text; write it as a string"),
     Bad("squad_answer_start_is_text", SQUAD, ("train.json", json.dumps(squad_document(answer_start="0"))),
         r"{d}/train\.json:data\[0\]\.paragraphs\[0\]\.qas\[0\]: question 'q1' has a malformed answer"),
     Bad("squad_answer_outside_the_context", SQUAD,

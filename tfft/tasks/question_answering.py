@@ -210,7 +210,12 @@ class QuestionAnswering(Task):
         texts = []
         for field in ("question", "context"):
             text = fields.get(field)
-            if not isinstance(text, str) or not text.strip():
+            if text is not None and not isinstance(text, str):
+                raise TfftError(
+                    f"{record.where}: question '{qid}': '{field}' holds the {type(text).__name__} "
+                    f"{text!r:.40}, not text; write it as a string"
+                )
+            if not text or not text.strip():
                 raise TfftError(
                     f"{record.where}: question '{qid}' has no text in '{field}'; fill it in or "
                     "remove the question"
