@@ -127,7 +127,8 @@ class Backup:
                 raise
             raise out_of_space(final, self._size()) from None
         # The oldest go before the new one is renamed into place: never more than KEEP on disk.
-        for old in [backup for backup in self._backups() if backup != final][:-(KEEP - 1) or None]:
+        older = [backup for backup in self._backups() if backup != final]
+        for old in older[:max(len(older) - (KEEP - 1), 0)]:
             shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
         temporary.rename(final)
@@ -138,7 +139,7 @@ class Backup:
         backups = self._backups()
         if backups:
             return sum(path.stat().st_size for path in backups[-1].iterdir())
-        return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in self._variables)
+        return variables_bytes(self._variables)
 
     def latest(self) -> Path | None:
         """The newest complete backup, or None."""
@@ -193,6 +194,11 @@ class Backup:
         """Deletes every backup (training finished)."""
         if self.writer:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def variables_bytes(variables) -> int:
+    """The bytes ``variables`` hold (what a file of their values needs, about)."""
+    return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)
 
 
 def _read_record(backup: Path) -> dict:

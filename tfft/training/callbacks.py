@@ -30,7 +30,7 @@ from tfft import compat, evaluation
 from tfft.data.features import Features
 from tfft.errors import TfftError, is_out_of_space, out_of_space
 from tfft.tasks import Task
-from tfft.training.backup import Backup, TrainingState
+from tfft.training.backup import Backup, TrainingState, variables_bytes
 
 
 @dataclasses.dataclass
@@ -100,10 +100,11 @@ class WeightFiles:
                     if not full:
                         raise
                     error.__traceback__ = None  # Its frames hold the failed file: freed in the block.
+                if full:
+                    gc.collect()
             if full:
                 temporary.unlink(missing_ok=True)
-                needed = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in self.model.weights)
-                raise out_of_space(path, needed)
+                raise out_of_space(path, variables_bytes(self.model.weights))
         os.replace(temporary, path)
         self._written = (step, path)
 
@@ -124,7 +125,6 @@ def _h5_cleanup_errors_silenced():
     try:
         yield
     finally:
-        gc.collect()
         sys.unraisablehook, sys.excepthook = hooks
 
 
