@@ -28,6 +28,7 @@ def command(tiny_bert, sentiment_data):
         f"task.init_checkpoint={tiny_bert}", f"task.train_data.input_path={train}",
         f"task.validation_data.input_path={dev}", "task.max_seq_length=32", "trainer.epochs=3",
         "trainer.train_batch_size=16", "trainer.learning_rate=1e-3", "trainer.backup_steps=7",
+        "trainer.lr_reference_width=32",  # the rate is the 32-wide test encoder's own
         "runtime.deterministic=true",
     ])
 

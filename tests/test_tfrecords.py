@@ -119,6 +119,7 @@ def test_training_rows_are_fixed_length_and_worker_shards_are_disjoint(tokenizer
 def settings(tiny_bert, **extra) -> str:
     values = {"task.init_checkpoint": tiny_bert, "task.max_seq_length": 32, "trainer.epochs": 3,
               "trainer.train_batch_size": 16, "trainer.learning_rate": 1e-3,
+              "trainer.lr_reference_width": 32,  # the rate is the 32-wide test encoder's own
               "trainer.static_shapes": True, "runtime.deterministic": True, **extra}
     return ",".join(f"{key}={value}" for key, value in values.items())
 
