@@ -24,9 +24,10 @@ SPECS = token_specs(FeatureSpec(()))
 
 
 def train_dataset(features, batch_size, seed, length_grouping=True, static_length=0, epoch=0,
-                  skip=0, context=None, drop_remainder=None):
+                  skip=0, context=None, drop_remainder=None, group_batches=10):
     plan = BatchPlan(batch_size, seed, length_grouping, static_length,
-                     bool(static_length) if drop_remainder is None else drop_remainder)
+                     bool(static_length) if drop_remainder is None else drop_remainder,
+                     length_group_batches=group_batches)
     specs = SPECS if features.sequences is None else CHOICE_SPECS
     return epoch_dataset(InMemorySource(features, specs), plan, epoch, skip, context)
 
@@ -157,6 +158,19 @@ def test_length_grouping_reduces_padding():
     assert plain > 0.35  # uniform lengths 1..64 in random batches of 16: ~45% padding
     assert grouped < 0.1
     assert grouped < plain / 4
+
+
+def test_larger_length_groups_pad_less_and_one_batch_groups_pad_as_much_as_none():
+    features = make_features(random_lengths(1600, seed=2))
+    padding = {size: padding_fraction(train_dataset(features, 16, seed=0, group_batches=size))
+               for size in (1, 5, 10, 50)}
+    plain = padding_fraction(train_dataset(features, 16, seed=0, length_grouping=False))
+    assert padding[1] == pytest.approx(plain, abs=0.02)  # a group of one batch sorts nothing away
+    assert padding[1] > padding[5] > padding[10] > padding[50]
+    # Lengths uniform in 1..64: a batch of a G-batch group spans about 64/G of them, and about
+    # 1/(G + 1) of its tokens are padding.
+    for size in (5, 10, 50):
+        assert padding[size] == pytest.approx(1 / (size + 1), rel=0.2), size
 
 
 def test_grouped_batches_are_still_shuffled():

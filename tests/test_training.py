@@ -266,6 +266,7 @@ OUT_OF_RANGE = [
     ("log_every_steps", 0, "must be at least 1, got 0"),
     ("early_stopping_patience", -1, "must be at least 0, got -1"),
     ("trainable_encoder_layers", -2, "must be at least -1, got -2"),
+    ("length_group_batches", 0, "must be at least 1, got 0"),
     ("reinit_top_layers", -1, "must be at least 0, got -1"),
     ("lr_reference_width", -1, "must be at least 0, got -1"),
     ("weight_decay", -0.01, "must be at least 0, got -0.01"),

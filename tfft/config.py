@@ -218,6 +218,11 @@ class TrainerConfig:
     length_grouping: bool = config_field(
         True, doc="Batch examples of similar length together (less padding)."
     )
+    length_group_batches: int = config_field(
+        10, doc="With length_grouping, batches per length-sorted group of shuffled examples. Larger "
+        "groups pad less but make batches more alike (SST-2, MiniLM, 5 seeds: 50 is 10% faster than 10 "
+        "and spreads accuracy twice as far); 1 sorts nothing."
+    )
     static_shapes: bool = config_field(
         False, doc="Pad every batch to max_seq_length and drop the remainder (TPU)."
     )

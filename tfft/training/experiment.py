@@ -237,6 +237,7 @@ class Experiment:
             global_batch_size=trainer.train_batch_size * self.replicas,
             seed=self.config.runtime.seed,
             length_grouping=trainer.length_grouping,
+            length_group_batches=trainer.length_group_batches,
             static_length=static,
             drop_remainder=bool(static) or self.replicas > 1,
             shuffle_buffer_size=trainer.shuffle_buffer_size,
@@ -518,6 +519,7 @@ def _check_trainer(config: ExperimentConfig) -> None:
                          ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0),
                          ("reinit_top_layers", 0), ("lr_reference_width", 0), ("log_every_steps", 1),
                          ("early_stopping_patience", 0), ("trainable_encoder_layers", -1),
+                         ("length_group_batches", 1),
                          ("weight_decay", 0), ("max_grad_norm", 0)):
         if getattr(trainer, key) < minimum:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
