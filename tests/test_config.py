@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import REPO
 
 from tfft.config import (
     DataConfig,
@@ -400,3 +401,15 @@ def test_commented_yaml_documents_every_key_of_the_task_section():
     assert comment_above("trainer", "").startswith("How to train")
     assert all(len(line) <= 100 for line in lines if line.lstrip().startswith("#"))
     assert "``" not in "\n".join(lines)
+
+
+def test_the_readme_documents_every_trainer_and_runtime_key():
+    import dataclasses
+
+    from tfft.config import RuntimeConfig, TrainerConfig
+
+    readme = (REPO / "README.md").read_text()
+    sections = (("trainer", TrainerConfig), ("runtime", RuntimeConfig))
+    missing = [f"{section}.{field.name}" for section, keys in sections for field in dataclasses.fields(keys)
+               if f"`{section}.{field.name}`" not in readme and f"`{field.name}`" not in readme]
+    assert not missing

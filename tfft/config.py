@@ -203,6 +203,17 @@ class TrainerConfig:
         0, doc="Re-initialise the top N encoder layers and the pooler before fine-tuning (Zhang et "
         "al. 2021, 'Revisiting Few-sample BERT Fine-tuning'); 0 keeps every pretrained layer."
     )
+    lora_rank: int = config_field(
+        0, doc="LoRA: train rank-N updates of the lora_targets layers (and the task head), every other "
+        "backbone weight frozen; checkpoints and exports hold the merged kernels. 0 trains everything."
+    )
+    lora_alpha: float = config_field(
+        0.0, doc="LoRA updates are scaled by lora_alpha / lora_rank (0: lora_rank, a scale of 1)."
+    )
+    lora_targets: list = config_field(
+        ["query", "value"], doc="Backbone Dense layers that get LoRA: query, key, value, "
+        "attention_output, intermediate, output, pooler."
+    )
     steps_per_execution: int = config_field(1, doc="Training steps per tf.function call.")
     gradient_accumulation_steps: int = config_field(
         1, doc="Batches whose gradients are averaged into one optimizer update (1 = off)."

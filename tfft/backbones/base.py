@@ -200,6 +200,47 @@ class Backbone(keras.Model):
                     if variable is not None and initializer is not None:
                         variable.assign(initializer(variable.shape, variable.dtype))
 
+    def dense_layers(self) -> dict[str, list[keras.layers.Dense]]:
+        """The encoder's distinct Dense layers by name (``query``, ``intermediate``...), and the pooler."""
+        found: dict[str, list[keras.layers.Dense]] = {"pooler": [self.pooler]}
+        for encoder_layer in self.encoder_layers:
+            for layer in encoder_layer._flatten_layers(include_self=False):
+                if isinstance(layer, keras.layers.Dense):
+                    found.setdefault(layer.name, []).append(layer)
+        return found
+
+    def enable_lora(self, rank: int, alpha: float, targets) -> list:
+        """Adds LoRA to the Dense layers named in ``targets`` and freezes every other backbone weight.
+
+        LoRA (Hu et al. 2021) trains ``kernel + alpha / rank * A @ B`` with the pretrained
+        kernel frozen, ``A`` [in, rank] drawn He-uniform and ``B`` [rank, out] zero, so
+        training starts from the pretrained function. Keras writes the merged kernel into
+        ``.weights.h5`` files, so such a file loads into a model without LoRA.
+
+        Args:
+            rank: The rank of the update.
+            alpha: Its scale's numerator (the update is scaled by ``alpha / rank``).
+            targets: Dense layer names (see :meth:`dense_layers`), e.g. ``[query, value]``.
+
+        Returns:
+            The LoRA variables (``A`` and ``B`` of each layer), the only trainable ones.
+        """
+        layers = self.dense_layers()
+        unknown = [name for name in targets if name not in layers]
+        if unknown or not targets:
+            raise TfftError(
+                f"trainer.lora_targets {list(targets)} must name Dense layers of the "
+                f"{type(self).__name__} encoder: {', '.join(sorted(layers))}"
+            )
+        for variable in self.weights:
+            variable.trainable = False
+        added = []
+        for name in dict.fromkeys(targets):
+            for layer in layers[name]:
+                layer.enable_lora(rank, lora_alpha=alpha)
+                added += [layer.lora_kernel_a, layer.lora_kernel_b]
+        return added
+
     def set_trainable_encoder_layers(self, count: int) -> None:
         """Freezes the bottom of the encoder.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -395,6 +396,11 @@ class Experiment:
             backbone.reinitialize_top_layers(trainer.reinit_top_layers)
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
+            if self._enable_lora(backbone):
+                trained = sum(math.prod(variable.shape) for variable in model.trainable_weights)
+                logging.info("LoRA rank %d on %s: training %s of %s parameters (%.2f%%)",
+                             trainer.lora_rank, ", ".join(trainer.lora_targets), f"{trained:,}",
+                             f"{model.count_params():,}", 100 * trained / model.count_params())
             model.compile(
                 optimizer=create_optimizer(trainer, total_steps, model, backbone),
                 loss=self.task.loss(),
@@ -405,8 +411,19 @@ class Experiment:
             model.optimizer.build(model.trainable_variables)
         return model, backbone
 
+    def _enable_lora(self, backbone) -> list:
+        """Adds the configured LoRA layers (``trainer.lora_rank`` > 0) to ``backbone``; returns them."""
+        trainer = self.config.trainer
+        if not trainer.lora_rank:
+            return []
+        return backbone.enable_lora(trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank,
+                                    trainer.lora_targets)
+
     def _inference_copy(self, hf_config: dict, precision: str = "") -> _LocalCopy:
-        """Builds (on first use) a model to predict with, of ``precision`` (default: the current)."""
+        """Builds (on first use) a model to predict with, of ``precision`` (default: the current).
+
+        It has the training model's LoRA layers, so that their weights copy over one to one.
+        """
 
         def build():
             policy = keras.mixed_precision.global_policy()
@@ -414,7 +431,9 @@ class Experiment:
                 modeling.set_precision(precision)
             try:
                 with self._model_scope():
-                    return modeling.build_task_model(self.task, hf_config)[0]
+                    model, backbone = modeling.build_task_model(self.task, hf_config)
+                    self._enable_lora(backbone)
+                    return model
             finally:
                 keras.mixed_precision.set_global_policy(policy)
 
@@ -519,7 +538,7 @@ def _check_trainer(config: ExperimentConfig) -> None:
                          ("train_batch_size", 1), ("eval_batch_size", 1), ("eval_max_tokens", 0),
                          ("reinit_top_layers", 0), ("lr_reference_width", 0), ("log_every_steps", 1),
                          ("early_stopping_patience", 0), ("trainable_encoder_layers", -1),
-                         ("length_group_batches", 1),
+                         ("length_group_batches", 1), ("lora_rank", 0), ("lora_alpha", 0),
                          ("weight_decay", 0), ("max_grad_norm", 0)):
         if getattr(trainer, key) < minimum:
             raise TfftError(f"trainer.{key} must be at least {minimum}, got {getattr(trainer, key)}")
@@ -531,6 +550,11 @@ def _check_trainer(config: ExperimentConfig) -> None:
     for key in ("learning_rate", "adam_epsilon"):
         if not getattr(trainer, key) > 0:
             raise TfftError(f"trainer.{key} must be positive, got {getattr(trainer, key)}")
+    if trainer.lora_rank and (trainer.trainable_encoder_layers != -1 or trainer.reinit_top_layers):
+        raise TfftError(
+            "trainer.lora_rank trains LoRA updates of a frozen backbone; it cannot be combined with "
+            "trainer.trainable_encoder_layers or trainer.reinit_top_layers (leave them at -1 and 0)"
+        )
     if not 0 < trainer.layer_decay <= 1:
         raise TfftError(f"trainer.layer_decay must be in (0, 1], got {trainer.layer_decay}; 1.0 turns it off")
     if trainer.head_lr_multiplier <= 0:
