@@ -124,3 +124,46 @@ def test_lora_settings_that_cannot_work_are_refused(extra, message, tiny_bert, s
     assert_one_line_error(process, "tfft-train", message)
     assert not (model_dir / "checkpoints").exists()
 
+
+
+def test_the_lora_only_export_is_a_peft_adapter_giving_the_runs_outputs(lora_run, tiny_bert, tmp_path):
+    import peft
+    import torch
+    import transformers
+    from safetensors.numpy import load_file
+    from test_hf_export import tfft_outputs
+
+    model_dir, _ = lora_run
+    export_dir = tmp_path / "adapter"
+    process = run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+                      "--lora_only")
+    assert f"LoRA adapter (PEFT) written to {export_dir}" in process.stdout
+    tensors = load_file(str(export_dir / "adapter_model.safetensors"))
+    modules = [f"bert.encoder.layer.{i}.attention.self.{name}" for name in ("query", "value") for i in (0, 1)]
+    names = [f"{module}.lora_{part}.weight" for module in modules for part in "AB"]
+    assert sorted(tensors) == sorted(f"base_model.model.{name}"
+                                     for name in [*names, "classifier.weight", "classifier.bias"])
+    assert tensors[f"base_model.model.{modules[0]}.lora_A.weight"].shape == (4, 32)
+    assert tensors[f"base_model.model.{modules[0]}.lora_B.weight"].shape == (32, 4)
+    config = json.loads((export_dir / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["task_type"]) == (4, 4, "SEQ_CLS")
+    assert config["target_modules"] == modules and config["modules_to_save"] == ["classifier"]
+
+    ours, batch = tfft_outputs(model_dir, ["the movie is good", "awful plot , boring acting", "great fun"])
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    theirs = peft.PeftModel.from_pretrained(base, str(export_dir)).eval()
+    with torch.no_grad():
+        logits = theirs(**{name: torch.tensor(value) for name, value in batch.items()}).logits
+    np.testing.assert_allclose(logits.numpy(), ours, atol=1e-4)
+
+
+def test_lora_only_export_of_a_run_without_lora_is_refused(tiny_bert, sentiment_data, tmp_path):
+    model_dir = tmp_path / "model"
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              f"--params_override={settings(tiny_bert, sentiment_data, **{'trainer.lora_rank': 0})},"
+              "trainer.epochs=1")
+    process = run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'adapter'}",
+                      "--lora_only", check=False)
+    assert_one_line_error(process, "tfft-export", rf"--lora_only: '{model_dir}' was not trained with LoRA "
+                                                  r"\(its trainer.lora_rank is 0\); export the whole model "
+                                                  "without --lora_only$")
