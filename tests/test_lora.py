@@ -167,3 +167,25 @@ def test_lora_only_export_of_a_run_without_lora_is_refused(tiny_bert, sentiment_
     assert_one_line_error(process, "tfft-export", rf"--lora_only: '{model_dir}' was not trained with LoRA "
                                                   r"\(its trainer.lora_rank is 0\); export the whole model "
                                                   "without --lora_only$")
+
+
+def test_a_run_starts_from_the_base_checkpoint_plus_an_exported_adapter(lora_run, tiny_bert, sentiment_data,
+                                                                        tmp_path):
+    model_dir, _ = lora_run
+    adapter = tmp_path / "adapter"
+    run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={adapter}", "--lora_only")
+    # One epoch at a rate too small to move anything: the run evaluates the adapter's model.
+    again = tmp_path / "again"
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={again}",
+              f"--params_override={settings(tiny_bert, sentiment_data)},trainer.lora_adapter={adapter},"
+              "trainer.epochs=1,trainer.learning_rate=1e-12")
+    before, after = (json.loads((folder / "eval_results.json").read_text()) for folder in (model_dir, again))
+    assert after["accuracy"] == before["accuracy"]
+    assert after["loss"] == pytest.approx(before["loss"], abs=1e-5)
+
+    override = f"{settings(tiny_bert, sentiment_data)},trainer.lora_adapter={adapter},trainer.lora_rank=8"
+    mismatched = run_cli("tfft.cli.train", "--config_file=configs/glue/sst2.yaml",
+                         f"--params_override={override}", f"--model_dir={tmp_path / 'other'}", check=False)
+    message = (rf"trainer.lora_adapter '{adapter}' holds rank 4, alpha 4.0 on 4 layers; this run has rank 8, "
+               "alpha 8.0 on 4: set trainer.lora_rank, lora_alpha and lora_targets to the adapter's$")
+    assert_one_line_error(mismatched, "tfft-train", message)

@@ -214,6 +214,10 @@ class TrainerConfig:
         ["query", "value"], doc="Backbone Dense layers that get LoRA: query, key, value, "
         "attention_output, intermediate, output, pooler."
     )
+    lora_adapter: str = config_field(
+        "", doc="A PEFT LoRA folder (tfft-export --lora_only) to start from: its LoRA matrices and task head "
+        "are loaded on top of task.init_checkpoint; lora_rank, lora_alpha and lora_targets must match it."
+    )
     steps_per_execution: int = config_field(1, doc="Training steps per tf.function call.")
     gradient_accumulation_steps: int = config_field(
         1, doc="Batches whose gradients are averaged into one optimizer update (1 = off)."

@@ -25,12 +25,11 @@ The Hugging Face export (:func:`export_hf`) writes ``config.json``,
 
 A LoRA run (``trainer.lora_rank``) exports like any other, its checkpoints holding the
 merged kernels; :func:`export_lora_adapter` writes just the adapter instead, in the
-format of the PEFT library.
+format of the PEFT library (:mod:`tfft.adapters`).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -39,10 +38,10 @@ import tensorflow as tf
 from absl import logging
 
 from tfft import backbones, modeling
+from tfft.adapters import low_rank_factors, write_adapter
 from tfft.backbones.checkpoint import open_checkpoint
 from tfft.backbones.layers import pack_real_tokens
 from tfft.backbones.saving import write_hf_folder
-from tfft.backbones.weights import dense_specs
 from tfft.data.graph_tokenizers import GraphTokenizer
 from tfft.data.pipeline import input_signature
 from tfft.data.tokenization import save_tokenizer
@@ -222,21 +221,13 @@ def _hf_config(task: Task, model) -> tuple[dict, HfHead]:
     return config, head
 
 
-#: PEFT's task type of each Hugging Face task class (others load with ``PeftModel`` alone).
-PEFT_TASK_TYPES = {"ForSequenceClassification": "SEQ_CLS", "ForTokenClassification": "TOKEN_CLS",
-                   "ForQuestionAnswering": "QUESTION_ANS"}
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-
 
 def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:
-    """Writes a LoRA run's adapter as a PEFT folder (``adapter_model.safetensors``, ``adapter_config.json``).
+    """Writes a LoRA run's adapter as a PEFT folder (see :mod:`tfft.adapters`), with the tokenizer files.
 
     The run's checkpoints hold merged kernels, so each adapted kernel's LoRA matrices are
     recovered as the rank-``trainer.lora_rank`` factorisation (SVD) of its change from
-    ``task.init_checkpoint``: exact up to float32 rounding. The task head is saved whole
-    (PEFT's ``modules_to_save``), under the names of the family's task class, and the
-    tokenizer files go next to it. In PyTorch::
+    ``task.init_checkpoint``: exact up to float32 rounding. In PyTorch::
 
         base = transformers.AutoModelForSequenceClassification.from_pretrained(BASE, num_labels=2)
         model = peft.PeftModel.from_pretrained(base, export_dir)
@@ -249,8 +240,6 @@ def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoin
     Returns:
         The export directory.
     """
-    from safetensors.numpy import save_file
-
     model_dir, export_dir = Path(model_dir), Path(export_dir)
     config = modeling.load_run_config(model_dir)
     trainer = config.trainer
@@ -258,46 +247,17 @@ def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoin
         raise TfftError(f"--lora_only: '{model_dir}' was not trained with LoRA (its trainer.lora_rank is "
                         "0); export the whole model without --lora_only")
     task, model, tokenizer, _ = _restore_for_export(model_dir, export_dir, checkpoint)
-    hf_config, head = _hf_config(task, model)
+    head = _hf_config(task, model)[1]
     tuned = model.get_layer("backbone")
     start = open_checkpoint(config.task.init_checkpoint)
     base = backbones.from_config(start.config(), name="backbone")
     start.load_into(base)
-    tuned_tensors, base_tensors = tuned.hf_state_dict(head.pooler_key), base.hf_state_dict(head.pooler_key)
-    scale = (trainer.lora_alpha or trainer.lora_rank) / trainer.lora_rank
-    modules = _lora_modules(tuned, trainer.lora_targets, head.pooler_key)
-    tensors = {}
-    for module in modules:
-        change = tuned_tensors[f"{module}.weight"] - base_tensors[f"{module}.weight"]
-        down, up = low_rank_factors(change, trainer.lora_rank, scale)
-        tensors[f"base_model.model.{module}.lora_A.weight"] = down
-        tensors[f"base_model.model.{module}.lora_B.weight"] = up
-    tensors.update({f"base_model.model.{key}": value for key, value in head.tensors.items()})
-    export_dir.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(export_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    adapter_config = {
-        "peft_type": "LORA", "task_type": PEFT_TASK_TYPES.get(head.architecture),
-        "base_model_name_or_path": config.task.init_checkpoint, "r": trainer.lora_rank,
-        "lora_alpha": trainer.lora_alpha or trainer.lora_rank, "target_modules": modules,
-        "modules_to_save": sorted({key.split(".")[0] for key in head.tensors}), "lora_dropout": 0.0,
-        "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "init_lora_weights": True,
-    }
-    (export_dir / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    alpha = trainer.lora_alpha or trainer.lora_rank
+    originals = base.hf_modules(trainer.lora_targets)
+    factors = {}
+    for module, layer in tuned.hf_modules(trainer.lora_targets).items():
+        change = np.asarray(layer.kernel) - np.asarray(originals[module].kernel)  # [in, out]
+        factors[module] = low_rank_factors(change.T, trainer.lora_rank, alpha / trainer.lora_rank)
+    write_adapter(export_dir, factors, head, trainer.lora_rank, alpha, config.task.init_checkpoint)
     save_tokenizer(tokenizer, export_dir)
     return export_dir
-
-
-def _lora_modules(backbone, targets, pooler_key: str | None) -> list[str]:
-    """The Hugging Face module names (``bert.encoder.layer.0.attention.self.query``) of the LoRA layers."""
-    specs = backbone.encoder_specs() + (dense_specs(backbone.pooler, pooler_key) if pooler_key else [])
-    keys = {id(spec.variable): spec.key.removesuffix(".weight") for spec in specs}
-    layers = backbone.dense_layers()
-    return [keys[id(layer.kernel)] for name in dict.fromkeys(targets) for layer in layers[name]
-            if id(layer.kernel) in keys]
-
-
-def low_rank_factors(change: np.ndarray, rank: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """``A`` [rank, in] and ``B`` [out, rank] with ``scale * B @ A`` closest to ``change`` [out, in] (SVD)."""
-    left, values, right = np.linalg.svd(change.astype(np.float64), full_matrices=False)
-    root = np.sqrt(values[:rank] / scale)
-    return (root[:, None] * right[:rank]).astype(np.float32), (left[:, :rank] * root).astype(np.float32)

@@ -209,13 +209,36 @@ class Backbone(keras.Model):
                     found.setdefault(layer.name, []).append(layer)
         return found
 
+    def hf_modules(self, names) -> dict[str, keras.layers.Dense]:
+        """The Dense layers called ``names`` (see :meth:`dense_layers`) by Hugging Face module name.
+
+        E.g. ``bert.encoder.layer.0.attention.self.query``; the pooler as the family's sequence
+        classifier has it. Call it before LoRA is enabled (a LoRA layer's kernel is computed).
+
+        Raises:
+            TfftError: if a name is not one of :meth:`dense_layers`, or none is given.
+        """
+        layers = self.dense_layers()
+        unknown = [name for name in names if name not in layers]
+        if unknown or not names:
+            raise TfftError(
+                f"trainer.lora_targets {list(names)} must name Dense layers of the "
+                f"{type(self).__name__} encoder: {', '.join(sorted(layers))}"
+            )
+        pooler_key = self.classifier_pooler_key or self.base_pooler_key
+        specs = self.encoder_specs() + (dense_specs(self.pooler, pooler_key) if pooler_key else [])
+        keys = {id(spec.variable): spec.key.removesuffix(".weight") for spec in specs}
+        return {keys.get(id(layer.kernel), layer.path): layer
+                for name in dict.fromkeys(names) for layer in layers[name]}
+
     def enable_lora(self, rank: int, alpha: float, targets) -> list:
         """Adds LoRA to the Dense layers named in ``targets`` and freezes every other backbone weight.
 
         LoRA (Hu et al. 2021) trains ``kernel + alpha / rank * A @ B`` with the pretrained
         kernel frozen, ``A`` [in, rank] drawn He-uniform and ``B`` [rank, out] zero, so
         training starts from the pretrained function. Keras writes the merged kernel into
-        ``.weights.h5`` files, so such a file loads into a model without LoRA.
+        ``.weights.h5`` files, so such a file loads into a model without LoRA. The layers
+        are kept in :attr:`lora_modules` by Hugging Face module name.
 
         Args:
             rank: The rank of the update.
@@ -225,20 +248,13 @@ class Backbone(keras.Model):
         Returns:
             The LoRA variables (``A`` and ``B`` of each layer), the only trainable ones.
         """
-        layers = self.dense_layers()
-        unknown = [name for name in targets if name not in layers]
-        if unknown or not targets:
-            raise TfftError(
-                f"trainer.lora_targets {list(targets)} must name Dense layers of the "
-                f"{type(self).__name__} encoder: {', '.join(sorted(layers))}"
-            )
+        self.lora_modules = self.hf_modules(targets)
         for variable in self.weights:
             variable.trainable = False
         added = []
-        for name in dict.fromkeys(targets):
-            for layer in layers[name]:
-                layer.enable_lora(rank, lora_alpha=alpha)
-                added += [layer.lora_kernel_a, layer.lora_kernel_b]
+        for layer in self.lora_modules.values():
+            layer.enable_lora(rank, lora_alpha=alpha)
+            added += [layer.lora_kernel_a, layer.lora_kernel_b]
         return added
 
     def set_trainable_encoder_layers(self, count: int) -> None:

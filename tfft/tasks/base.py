@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfft.backbones import Backbone
 from tfft.backbones.layers import Dropout
+from tfft.backbones.weights import WeightSpec, export_tensors
 from tfft.config import DataConfig, TaskConfig, register_task_section
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
 from tfft.data.sources import Record, read_data
@@ -37,15 +38,20 @@ class HfHead:
 
     Attributes:
         architecture: The class-name suffix, e.g. ``ForSequenceClassification``.
-        tensors: The head's weights by state-dict name.
+        specs: The head's variables with their state-dict names.
         config: ``config.json`` entries the class needs (``num_labels``, ``id2label``...).
         pooler_key: Where the backbone's pooler goes, or None if the class has none.
     """
 
     architecture: str
-    tensors: dict[str, np.ndarray]
+    specs: list[WeightSpec]
     config: dict
     pooler_key: str | None
+
+    @property
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The head's weights by state-dict name (PyTorch layout, float32)."""
+        return export_tensors(self.specs)
 
 
 class Task(abc.ABC):

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfft.backbones.weights import dense_specs, export_tensors
+from tfft.backbones.weights import dense_specs
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
 from tfft.data.sources import Record
@@ -368,10 +368,10 @@ class MultipleChoice(Task):
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForMultipleChoice``: the family's pooler, then a ``classifier`` scoring each choice."""
-        tensors = export_tensors(dense_specs(model.get_layer("head"), "classifier"))
+        specs = dense_specs(model.get_layer("head"), "classifier")
         pooler_key = _HF_POOLER_KEYS.get(backbone.hf_class_prefix) or (
             backbone.base_pooler_key or backbone.classifier_pooler_key)
-        return HfHead("ForMultipleChoice", tensors, {}, pooler_key)
+        return HfHead("ForMultipleChoice", specs, {}, pooler_key)
 
 
 def _join_in_graph(questions, choices):

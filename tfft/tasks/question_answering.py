@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfft.backbones.weights import dense_specs, export_tensors
+from tfft.backbones.weights import dense_specs
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec
 from tfft.data.sources import Record
@@ -473,9 +473,9 @@ class QuestionAnswering(Task):
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForQuestionAnswering``: ``qa_outputs`` on every token, no pooler."""
-        tensors = export_tensors(dense_specs(model.get_layer("head"), "qa_outputs"))
+        specs = dense_specs(model.get_layer("head"), "qa_outputs")
         config = {"id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
-        return HfHead("ForQuestionAnswering", tensors, config, None)
+        return HfHead("ForQuestionAnswering", specs, config, None)
 
 
 def _write_json(path: Path, value) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from tfft.backbones.weights import dense_specs, export_tensors
+from tfft.backbones.weights import dense_specs
 from tfft.config import config_field
 from tfft.data.features import Features
 from tfft.data.sources import Record, open_text, register_format, text_lines
@@ -268,8 +268,8 @@ class RelationExtraction(SentenceClassification):
             return super().hf_head(model, backbone)
         config = {**self.hf_config(),
                   "tfft_head": {"pooling": "entity_start", "marker_token_ids": self.marker_ids}}
-        tensors = export_tensors(dense_specs(model.get_layer("head"), "classifier"))
-        return HfHead("Model", tensors, config, backbone.base_pooler_key)
+        specs = dense_specs(model.get_layer("head"), "classifier")
+        return HfHead("Model", specs, config, backbone.base_pooler_key)
 
 
 class EntityStarts(keras.layers.Layer):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfft.backbones.weights import dense_specs, export_tensors
+from tfft.backbones.weights import dense_specs
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features
 from tfft.data.sources import Record
@@ -141,9 +141,9 @@ class SentenceTask(Task):
 
     def hf_head(self, model, backbone) -> HfHead:
         """``{Family}ForSequenceClassification``: the pooler, then the family's classifier."""
-        tensors = export_tensors(dense_specs(model.get_layer("head"), backbone.classifier_key))
+        specs = dense_specs(model.get_layer("head"), backbone.classifier_key)
         pooler_key = backbone.classifier_pooler_key or backbone.base_pooler_key
-        return HfHead("ForSequenceClassification", tensors, self.hf_config(), pooler_key)
+        return HfHead("ForSequenceClassification", specs, self.hf_config(), pooler_key)
 
     def _with_texts(self, example: SentenceExample, prediction: dict) -> dict:
         return {**dict(zip(self.config.text_fields, example.texts, strict=True)), **prediction}

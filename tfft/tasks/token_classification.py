@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfft.backbones.weights import dense_specs, export_tensors
+from tfft.backbones.weights import dense_specs
 from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, flatten
 from tfft.data.graph_tokenizers.words import encode_words
@@ -362,5 +362,5 @@ class TokenClassification(Task):
         """``{Family}ForTokenClassification``: a ``classifier`` on every token, no pooler."""
         names = self.label_names
         config = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        tensors = export_tensors(dense_specs(model.get_layer("head"), "classifier"))
-        return HfHead("ForTokenClassification", tensors, config, None)
+        specs = dense_specs(model.get_layer("head"), "classifier")
+        return HfHead("ForTokenClassification", specs, config, None)

@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from tfft import evaluation, modeling
+from tfft.adapters import load_adapter
 from tfft.config import DataConfig, ExperimentConfig, save_yaml, to_dict
 from tfft.data import tfrecords
 from tfft.data.features import Features
@@ -397,6 +398,9 @@ class Experiment:
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             if self._enable_lora(backbone):
+                if trainer.lora_adapter:
+                    load_adapter(trainer.lora_adapter, backbone, self.task.hf_head(model, backbone),
+                                 trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank)
                 trained = sum(math.prod(variable.shape) for variable in model.trainable_weights)
                 logging.info("LoRA rank %d on %s: training %s of %s parameters (%.2f%%)",
                              trainer.lora_rank, ", ".join(trainer.lora_targets), f"{trained:,}",
@@ -550,6 +554,9 @@ def _check_trainer(config: ExperimentConfig) -> None:
     for key in ("learning_rate", "adam_epsilon"):
         if not getattr(trainer, key) > 0:
             raise TfftError(f"trainer.{key} must be positive, got {getattr(trainer, key)}")
+    if trainer.lora_adapter and not trainer.lora_rank:
+        raise TfftError("trainer.lora_adapter needs trainer.lora_rank (and lora_alpha, lora_targets) set "
+                        "to the adapter's")
     if trainer.lora_rank and (trainer.trainable_encoder_layers != -1 or trainer.reinit_top_layers):
         raise TfftError(
             "trainer.lora_rank trains LoRA updates of a frozen backbone; it cannot be combined with "
