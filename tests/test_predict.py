@@ -66,6 +66,7 @@ def sentiment(tmp_path_factory, tiny_bert, sentiment_data):
         "task.init_checkpoint": tiny_bert, "task.train_data.input_path": train,
         "task.validation_data.input_path": dev, "task.max_seq_length": 32, "trainer.epochs": 3,
         "trainer.train_batch_size": 16, "trainer.learning_rate": 1e-3,
+        "trainer.lr_reference_width": 0,  # the rate is the tiny encoder's own
     })
     return model_dir, export_dir, dev
 

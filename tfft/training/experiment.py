@@ -398,13 +398,7 @@ class Experiment:
             backbone.set_trainable_encoder_layers(trainer.trainable_encoder_layers)
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             if self._enable_lora(backbone):
-                if trainer.lora_adapter:
-                    load_adapter(trainer.lora_adapter, backbone, self.task.hf_head(model, backbone),
-                                 trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank)
-                trained = sum(math.prod(variable.shape) for variable in model.trainable_weights)
-                logging.info("LoRA rank %d on %s: training %s of %s parameters (%.2f%%)",
-                             trainer.lora_rank, ", ".join(trainer.lora_targets), f"{trained:,}",
-                             f"{model.count_params():,}", 100 * trained / model.count_params())
+                self._start_lora(model, backbone)
             model.compile(
                 optimizer=create_optimizer(trainer, total_steps, model, backbone),
                 loss=self.task.loss(),
@@ -422,6 +416,17 @@ class Experiment:
             return []
         return backbone.enable_lora(trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank,
                                     trainer.lora_targets)
+
+    def _start_lora(self, model, backbone) -> None:
+        """Loads ``trainer.lora_adapter`` (if set) into the LoRA model and logs what trains."""
+        trainer = self.config.trainer
+        if trainer.lora_adapter:
+            load_adapter(trainer.lora_adapter, backbone, self.task.hf_head(model, backbone),
+                         trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank)
+        trained = sum(math.prod(variable.shape) for variable in model.trainable_weights)
+        logging.info("LoRA rank %d on %s: training %s of %s parameters (%.2f%%)",
+                     trainer.lora_rank, ", ".join(trainer.lora_targets), f"{trained:,}",
+                     f"{model.count_params():,}", 100 * trained / model.count_params())
 
     def _inference_copy(self, hf_config: dict, precision: str = "") -> _LocalCopy:
         """Builds (on first use) a model to predict with, of ``precision`` (default: the current).
