@@ -157,6 +157,34 @@ def test_the_lora_only_export_is_a_peft_adapter_giving_the_runs_outputs(lora_run
     np.testing.assert_allclose(logits.numpy(), ours, atol=1e-4)
 
 
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "electra"])
+def test_adapters_of_families_whose_task_class_keeps_the_pooler_in_its_head(family, sentiment_data, tmp_path):
+    """RoBERTa, ELECTRA (classifier.dense) and DistilBERT (pre_classifier): PEFT saves the pooler whole."""
+    import peft
+    import torch
+    import transformers
+    from test_hf_export import tfft_outputs
+
+    checkpoint = make_tiny_checkpoint(family, tmp_path / family)
+    model_dir, export_dir = tmp_path / "model", tmp_path / "adapter"
+    run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
+              f"--params_override={settings(checkpoint, sentiment_data, **{'trainer.epochs': 1})}")
+    run_cli("tfft.cli.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--lora_only")
+    config = json.loads((export_dir / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == (["classifier", "pre_classifier"] if family == "distilbert"
+                                         else ["classifier"])
+    assert len(config["target_modules"]) == 4  # query and value of two layers
+
+    ours, batch = tfft_outputs(model_dir, ["the movie is good", "awful plot , boring acting"])
+    if family == "distilbert":
+        batch.pop("token_type_ids")
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(str(checkpoint), num_labels=2)
+    theirs = peft.PeftModel.from_pretrained(base, str(export_dir)).eval()
+    with torch.no_grad():
+        logits = theirs(**{name: torch.tensor(value) for name, value in batch.items()}).logits
+    np.testing.assert_allclose(logits.numpy(), ours, atol=1e-4)
+
+
 def test_lora_only_export_of_a_run_without_lora_is_refused(tiny_bert, sentiment_data, tmp_path):
     model_dir = tmp_path / "model"
     run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",

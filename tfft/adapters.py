@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfft.backbones.weights import assign_weights
+from tfft.backbones.weights import WeightSpec, assign_weights, dense_specs, export_tensors
 from tfft.errors import TfftError
 from tfft.tasks.base import HfHead
 
@@ -32,14 +32,25 @@ def low_rank_factors(change: np.ndarray, rank: int, scale: float) -> tuple[np.nd
     return (root[:, None] * right[:rank]).astype(np.float32), (left[:, :rank] * root).astype(np.float32)
 
 
-def write_adapter(folder: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]], head: HfHead,
-                  rank: int, alpha: float, base_model: str) -> None:
+def saved_whole(backbone, head: HfHead) -> list[WeightSpec]:
+    """What PEFT saves whole (``modules_to_save``): the task head, and the pooler if it is in the head.
+
+    RoBERTa's and ELECTRA's task classes keep the pooler in ``classifier.dense``, DistilBERT's
+    in ``pre_classifier``: a base checkpoint does not hold them.
+    """
+    pooler_in_head = head.pooler_key and not head.pooler_key.startswith(f"{backbone.hf_prefix}.")
+    return head.specs + (dense_specs(backbone.pooler, head.pooler_key) if pooler_in_head else [])
+
+
+def write_adapter(folder: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]], whole: list[WeightSpec],
+                  architecture: str, rank: int, alpha: float, base_model: str) -> None:
     """Writes a PEFT LoRA folder.
 
     Args:
         folder: The folder (created).
         factors: ``(A, B)`` in PyTorch layout by Hugging Face module name.
-        head: The task head, saved whole.
+        whole: What is saved whole (:func:`saved_whole`).
+        architecture: The Hugging Face task class's suffix (``ForSequenceClassification``...).
         rank: The LoRA rank.
         alpha: The scale's numerator.
         base_model: The checkpoint the adapter applies to.
@@ -50,14 +61,15 @@ def write_adapter(folder: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]
     for module, (down, up) in factors.items():
         tensors[f"{PREFIX}{module}.lora_A.weight"] = down
         tensors[f"{PREFIX}{module}.lora_B.weight"] = up
-    tensors.update({f"{PREFIX}{key}": value for key, value in head.tensors.items()})
+    saved = export_tensors(whole)
+    tensors.update({f"{PREFIX}{key}": value for key, value in saved.items()})
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
     config = {
-        "peft_type": "LORA", "task_type": PEFT_TASK_TYPES.get(head.architecture),
+        "peft_type": "LORA", "task_type": PEFT_TASK_TYPES.get(architecture),
         "base_model_name_or_path": base_model, "r": rank, "lora_alpha": alpha,
         "target_modules": list(factors),
-        "modules_to_save": sorted({key.split(".")[0] for key in head.tensors}),
+        "modules_to_save": sorted({key.split(".")[0] for key in saved}),
         "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
         "init_lora_weights": True,
     }
@@ -65,7 +77,7 @@ def write_adapter(folder: Path, factors: dict[str, tuple[np.ndarray, np.ndarray]
 
 
 def load_adapter(folder: str | Path, backbone, head: HfHead, rank: int, alpha: float) -> None:
-    """Puts a PEFT folder's LoRA matrices into ``backbone``'s LoRA layers and its head into ``head``.
+    """Puts a PEFT folder's LoRA matrices into ``backbone``'s LoRA layers, and what it saves whole back.
 
     Raises:
         TfftError: if the folder is not a LoRA adapter of this rank, scale, layers and head.
@@ -92,4 +104,4 @@ def load_adapter(folder: str | Path, backbone, head: HfHead, rank: int, alpha: f
     for module, layer in backbone.lora_modules.items():
         layer.lora_kernel_a.assign(tensors[f"{module}.lora_A.weight"].T)
         layer.lora_kernel_b.assign(tensors[f"{module}.lora_B.weight"].T)
-    assign_weights(head.specs, tensors, str(folder / WEIGHTS_FILE))
+    assign_weights(saved_whole(backbone, head), tensors, str(folder / WEIGHTS_FILE))

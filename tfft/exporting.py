@@ -38,7 +38,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfft import backbones, modeling
-from tfft.adapters import low_rank_factors, write_adapter
+from tfft.adapters import low_rank_factors, saved_whole, write_adapter
 from tfft.backbones.checkpoint import open_checkpoint
 from tfft.backbones.layers import pack_real_tokens
 from tfft.backbones.saving import write_hf_folder
@@ -253,11 +253,14 @@ def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoin
     base = backbones.from_config(start.config(), name="backbone")
     start.load_into(base)
     alpha = trainer.lora_alpha or trainer.lora_rank
+    whole = saved_whole(tuned, head)
     originals = base.hf_modules(trainer.lora_targets)
     factors = {}
     for module, layer in tuned.hf_modules(trainer.lora_targets).items():
-        change = np.asarray(layer.kernel) - np.asarray(originals[module].kernel)  # [in, out]
-        factors[module] = low_rank_factors(change.T, trainer.lora_rank, alpha / trainer.lora_rank)
-    write_adapter(export_dir, factors, head, trainer.lora_rank, alpha, config.task.init_checkpoint)
+        if not any(spec.variable is layer.kernel for spec in whole):  # A pooler saved whole needs no LoRA.
+            change = np.asarray(layer.kernel) - np.asarray(originals[module].kernel)  # [in, out]
+            factors[module] = low_rank_factors(change.T, trainer.lora_rank, alpha / trainer.lora_rank)
+    write_adapter(export_dir, factors, whole, head.architecture, trainer.lora_rank, alpha,
+                  config.task.init_checkpoint)
     save_tokenizer(tokenizer, export_dir)
     return export_dir
