@@ -70,8 +70,13 @@ def test_early_stopping_reevaluates_the_restored_weights(tmp_path, tiny_bert, se
     """After early stopping puts the best epoch's weights back, eval_results.json is of those
     weights (as --mode=eval of the final checkpoint), not of the last epoch's."""
     model_dir = tmp_path / "model"
-    overrides = settings(tiny_bert, sentiment_data, **{
-        "trainer.epochs": 6, "trainer.early_stopping_patience": 1, "trainer.learning_rate": 0.05,
+    # Validation labels flipped: the better the model learns, the worse its validation loss gets.
+    rows = sentiment_data[1].read_text().splitlines()
+    flipped = tmp_path / "flipped.tsv"
+    flipped.write_text("\n".join([rows[0], *(f"{text}\t{1 - int(label)}" for text, label in
+                                             (row.split("\t") for row in rows[1:]))]) + "\n")
+    overrides = settings(tiny_bert, (sentiment_data[0], flipped), **{
+        "trainer.epochs": 6, "trainer.early_stopping_patience": 1, "trainer.lr_reference_width": 0,
         "task.main_metric": "loss", "runtime.mixed_precision": precision})
     run = run_train("--config_file=configs/glue/sst2.yaml", f"--model_dir={model_dir}",
                     f"--params_override={overrides}")
