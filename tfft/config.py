@@ -251,6 +251,11 @@ class TrainerConfig:
         "(empty = off)."
     )
 
+    @property
+    def lora_scale_numerator(self) -> float:
+        """``lora_alpha``, or ``lora_rank`` where it is 0 (a scale of 1)."""
+        return self.lora_alpha or self.lora_rank
+
 
 @dataclasses.dataclass
 class RuntimeConfig:

@@ -252,7 +252,7 @@ def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoin
     start = open_checkpoint(config.task.init_checkpoint)
     base = backbones.from_config(start.config(), name="backbone")
     start.load_into(base)
-    alpha = trainer.lora_alpha or trainer.lora_rank
+    alpha = trainer.lora_scale_numerator
     whole = saved_whole(tuned, head)
     originals = base.hf_modules(trainer.lora_targets)
     factors = {}

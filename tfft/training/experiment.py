@@ -414,7 +414,7 @@ class Experiment:
         trainer = self.config.trainer
         if not trainer.lora_rank:
             return []
-        return backbone.enable_lora(trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank,
+        return backbone.enable_lora(trainer.lora_rank, trainer.lora_scale_numerator,
                                     trainer.lora_targets)
 
     def _start_lora(self, model, backbone) -> None:
@@ -422,7 +422,7 @@ class Experiment:
         trainer = self.config.trainer
         if trainer.lora_adapter:
             load_adapter(trainer.lora_adapter, backbone, self.task.hf_head(model, backbone),
-                         trainer.lora_rank, trainer.lora_alpha or trainer.lora_rank)
+                         trainer.lora_rank, trainer.lora_scale_numerator)
         trained = sum(math.prod(variable.shape) for variable in model.trainable_weights)
         logging.info("LoRA rank %d on %s: training %s of %s parameters (%.2f%%)",
                      trainer.lora_rank, ", ".join(trainer.lora_targets), f"{trained:,}",
