@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
 
@@ -16,6 +17,10 @@ from tfft.tasks import Task
 
 #: Per model, its forward pass as one tf.function (see :func:`_forward`).
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Per model, its task views (see :func:`task_view`) by whether they take labels.
+_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The input name of the labels in evaluation views.
+LABELS_INPUT = "labels"
 
 
 def predict(model, features: Features, specs: FeatureSpecs, batch_size: int, static_length: int = 0,
@@ -88,6 +93,34 @@ def _pad_tokens(value: np.ndarray, extra: int, padding: float) -> np.ndarray:
     return np.pad(value, widths, constant_values=padding)
 
 
+def task_view(task: Task, model, labelled: bool):
+    """``model``, or a model around it returning what the task keeps of its outputs (cached per model).
+
+    Args:
+        task: The task, whose :meth:`~tfft.tasks.Task.evaluation_outputs` (``labelled``) or
+            :meth:`~tfft.tasks.Task.prediction_outputs` reduce the outputs.
+        model: The task model.
+        labelled: For evaluation: the view also takes the labels, as input ``labels``.
+
+    Returns:
+        ``(model or view, the feature specs it takes)``.
+    """
+    views = _VIEWS.setdefault(model, {})
+    specs = task.feature_specs
+    if labelled:
+        specs = FeatureSpecs({**specs.inputs, LABELS_INPUT: specs.label}, specs.label)
+    if labelled not in views:
+        inputs = {name: keras.Input(shape=spec.shape, dtype=spec.dtype, name=name)
+                  for name, spec in specs.inputs.items()}
+        features = {name: value for name, value in inputs.items() if name != LABELS_INPUT}
+        outputs = model(features)
+        kept = (task.evaluation_outputs(outputs, inputs[LABELS_INPUT]) if labelled
+                else task.prediction_outputs(outputs))
+        views[labelled] = None if kept is None or kept is outputs else keras.Model(inputs, kept)
+    view = views[labelled]
+    return (model, task.feature_specs) if view is None else (view, specs)
+
+
 def evaluate(task: Task, model, features: Features, batch_size: int, static_length: int = 0,
              full_batches: bool = False, max_tokens: int = 0):
     """The task's metrics over all of ``features``, plus ``examples_per_second``.
@@ -95,9 +128,13 @@ def evaluate(task: Task, model, features: Features, batch_size: int, static_leng
     Arguments after ``task`` are those of :func:`predict`.
 
     Returns:
-        ``(metrics, outputs)``.
+        ``(metrics, outputs)``: ``outputs`` as :meth:`~tfft.tasks.Task.evaluate` read them.
     """
-    outputs, seconds = predict(model, features, task.feature_specs, batch_size, static_length,
+    view, specs = task_view(task, model, labelled=True)
+    inputs = features
+    if view is not model:
+        inputs = dataclasses.replace(features, columns={**features.columns, LABELS_INPUT: features.labels})
+    outputs, seconds = predict(view, inputs, specs, batch_size, static_length,
                                full_batches, task.prediction_length, task.prediction_padding, max_tokens)
     metrics = task.evaluate(np.asarray(outputs), features)
     metrics["examples_per_second"] = features.num_examples / seconds if seconds else 0.0

@@ -82,7 +82,10 @@ def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None 
         checkpoint.load_into(backbone)
         if vocab_size > backbone.vocab_size:
             backbone = backbones.resize_vocabulary(backbone, vocab_size)
-    return task.build_model(backbone, head_dropout(task.config, backbone)), backbone
+    model = task.build_model(backbone, head_dropout(task.config, backbone))
+    if checkpoint is not None:
+        task.load_pretrained_head(model, backbone, checkpoint)
+    return model, backbone
 
 
 def load_pretrained(task: Task):

@@ -10,7 +10,7 @@ the usual single group is one set of weights applied at every depth.
 from __future__ import annotations
 
 from tfft.backbones.bert import BertBackbone, transformer_layer
-from tfft.backbones.weights import LayerKeys
+from tfft.backbones.weights import LayerKeys, MaskedLmKeys
 from tfft.errors import TfftError
 
 ALBERT_LAYER_KEYS = LayerKeys(
@@ -31,6 +31,7 @@ class AlbertBackbone(BertBackbone):
     base_pooler_key = "albert.pooler"
     projection_key = "albert.encoder.embedding_hidden_mapping_in"
     layer_keys = ALBERT_LAYER_KEYS
+    masked_lm_keys = MaskedLmKeys("predictions.dense", "predictions.LayerNorm", "predictions.bias")
 
     def needs_projection(self, embedding_size: int, hidden_size: int) -> bool:
         """ALBERT always projects, even when the widths agree."""

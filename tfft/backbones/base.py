@@ -9,13 +9,15 @@ from typing import ClassVar
 import keras
 import numpy as np
 
-from tfft.backbones.layers import AttentionMaskBias
+from tfft.backbones.layers import AttentionMaskBias, MaskedLmHead
 from tfft.backbones.weights import (
+    MaskedLmKeys,
     WeightSpec,
     assign_weights,
     check_unexpected,
     dense_specs,
     export_tensors,
+    layer_norm_specs,
     normalize_keys,
 )
 from tfft.errors import TfftError
@@ -65,6 +67,13 @@ class Backbone(keras.Model):
     dropout_keys: ClassVar[tuple[str, str]] = ("hidden_dropout_prob", "attention_probs_dropout_prob")
     #: ``config.json`` keys for the dropout before a task head, first set one wins.
     head_dropout_keys: ClassVar[tuple[str, ...]] = ("classifier_dropout", "hidden_dropout_prob")
+    #: Where the family's ``…ForMaskedLM`` keeps its masked-LM head.
+    masked_lm_keys: ClassVar[MaskedLmKeys] = MaskedLmKeys(
+        "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", "cls.predictions.bias")
+    #: The masked-LM head's activation (empty: the config's, under :attr:`activation_key`).
+    masked_lm_activation: ClassVar[str] = ""
+    #: ``config.json`` key of the encoder's activation.
+    activation_key: ClassVar[str] = "hidden_act"
 
     def __init__(self, hf_config, embeddings, encoder_layers, pooler, layer_order=None, **kwargs):
         self.embeddings = embeddings
@@ -168,6 +177,21 @@ class Backbone(keras.Model):
         """
         pooler = dense_specs(self.pooler, pooler_key) if pooler_key else []
         return export_tensors(self.encoder_specs() + pooler)
+
+    def masked_lm_head(self, name: str = "masked_lm_head") -> MaskedLmHead:
+        """A fresh masked-LM head as the family's ``…ForMaskedLM`` has it, tied to the word embeddings."""
+        config = self.hf_config
+        return MaskedLmHead(
+            self.embeddings.word_embeddings,
+            self.masked_lm_activation or config.get(self.activation_key, "gelu"),
+            config.get("layer_norm_eps", 1e-12), config.get("initializer_range", 0.02), name=name,
+        )
+
+    def masked_lm_specs(self, head: MaskedLmHead) -> list[WeightSpec]:
+        """The head's variables with their ``…ForMaskedLM`` state-dict names (not the tied table)."""
+        keys = self.masked_lm_keys
+        return (dense_specs(head.dense, keys.dense) + layer_norm_specs(head.layer_norm, keys.layer_norm)
+                + [WeightSpec(head.bias, keys.bias)])
 
     def variable_depths(self) -> dict[str, int]:
         """Each backbone variable's depth by path, for layer-wise learning rates.

@@ -8,7 +8,10 @@ Three layouts are recognised:
 - ``tf1``: a google-research/bert folder (``bert_config.json``, ``vocab.txt``,
   ``bert_model.ckpt.*``) or the checkpoint prefix itself;
 - ``keras``: ``config.json`` with ``backbone.weights.h5``, as written by
-  ``tools/convert_checkpoint.py --output_format=keras``.
+  ``tools/convert_checkpoint.py --output_format=keras``;
+- ``run``: a ``tfft-train`` model_dir (``params.yaml``, ``assets/`` with ``config.json`` and
+  the tokenizer, ``checkpoints/final.weights.h5`` or, from an interrupted run,
+  ``latest.weights.h5``), whatever its task: its encoder starts the new run.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 TORCH_WEIGHTS_FILE = "pytorch_model.bin"
 TORCH_WEIGHTS_INDEX_FILE = "pytorch_model.bin.index.json"
 KERAS_WEIGHTS_FILE = "backbone.weights.h5"
+#: What makes a folder a tfft-train model_dir, where its config and tokenizer are, and its weights files.
+RUN_PARAMS_FILE, RUN_ASSETS_DIR = "params.yaml", "assets"
+RUN_WEIGHTS_FILES = ("checkpoints/final.weights.h5", "checkpoints/latest.weights.h5")
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
@@ -38,9 +44,9 @@ class Checkpoint:
 
     Attributes:
         folder: The folder with the config and tokenizer files.
-        layout: ``hf``, ``tf1`` or ``keras``.
+        layout: ``hf``, ``tf1``, ``keras`` or ``run``.
         weights: The weights: the folder (``hf``), the checkpoint prefix (``tf1``) or the
-            ``.weights.h5`` file (``keras``).
+            ``.weights.h5`` file (``keras``; ``run``: the whole task model's).
     """
 
     folder: Path
@@ -51,13 +57,42 @@ class Checkpoint:
         """The encoder's Hugging Face config dict (with ``model_type``)."""
         return read_tf1_config(self.folder) if self.layout == "tf1" else read_config(self.folder)
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Every tensor by Hugging Face state-dict name, heads included ({} for ``keras`` and ``run``)."""
+        if self.layout == "tf1":
+            return read_tf1_weights(self.weights)
+        return read_weights(self.folder) if self.layout == "hf" else {}
+
     def load_into(self, backbone) -> None:
         """Loads the weights into a backbone built from :meth:`config`."""
         if self.layout == "keras":
             _load_keras_weights(backbone, self.weights, self.folder / CONFIG_FILE)
-            return
-        tensors = read_tf1_weights(self.weights) if self.layout == "tf1" else read_weights(self.folder)
-        backbone.load_hf_weights(tensors, str(self.weights))
+        elif self.layout == "run":
+            _load_run_encoder(backbone, self.weights, self.folder / CONFIG_FILE)
+        else:
+            backbone.load_hf_weights(self.tensors(), str(self.weights))
+
+
+def _load_run_encoder(backbone, path: Path, config: Path) -> None:
+    """Loads the encoder of a task model's ``.weights.h5`` (its ``layers/*backbone`` group)."""
+    import tempfile
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            groups = [name for name in file.get("layers", {}) if name.endswith("backbone")]
+            if len(groups) != 1:
+                raise ValueError(f"it holds {len(groups)} encoders")
+            with tempfile.TemporaryDirectory() as folder:
+                encoder = Path(folder) / KERAS_WEIGHTS_FILE
+                with h5py.File(encoder, "w") as out:
+                    for name in file["layers"][groups[0]]:
+                        file.copy(file["layers"][groups[0]][name], out, name=name)
+                _load_keras_weights(backbone, encoder, config)
+    except (ValueError, OSError) as error:
+        raise TfftError(f"cannot load the encoder of '{path}' ({reason(error)}); it does not match "
+                        f"{config} or is damaged") from None
 
 
 def _load_keras_weights(backbone, path: Path, config: Path) -> None:
@@ -131,6 +166,12 @@ def open_checkpoint(name: str) -> Checkpoint:
         return Checkpoint(folder, "tf1", tf1_prefix)
     if (folder / KERAS_WEIGHTS_FILE).is_file():
         return Checkpoint(folder, "keras", folder / KERAS_WEIGHTS_FILE)
+    if (folder / RUN_PARAMS_FILE).is_file() and (folder / RUN_ASSETS_DIR).is_dir():
+        weights = next((folder / name for name in RUN_WEIGHTS_FILES if (folder / name).is_file()), None)
+        if weights is None:
+            raise TfftError(f"model_dir '{name}' has no {' or '.join(RUN_WEIGHTS_FILES)}; let its run "
+                            "finish (rerun it to resume) or pass another checkpoint")
+        return Checkpoint(folder / RUN_ASSETS_DIR, "run", weights)
     return Checkpoint(folder, "hf", folder)
 
 

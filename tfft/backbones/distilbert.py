@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tfft.backbones.base import Backbone
 from tfft.backbones.layers import Embeddings, TransformerLayer, dense, get_activation
-from tfft.backbones.weights import LayerKeys, embeddings_specs, transformer_layer_specs
+from tfft.backbones.weights import LayerKeys, MaskedLmKeys, embeddings_specs, transformer_layer_specs
 
 DISTILBERT_LAYER_KEYS = LayerKeys(
     "attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
@@ -30,6 +30,8 @@ class DistilBertBackbone(Backbone):
     classifier_pooler_key = "pre_classifier"
     dropout_keys = ("dropout", "attention_dropout")
     head_dropout_keys = ("seq_classif_dropout", "dropout")
+    masked_lm_keys = MaskedLmKeys("vocab_transform", "vocab_layer_norm", "vocab_projector.bias")
+    activation_key = "activation"
 
     def __init__(self, hf_config: dict, **kwargs):
         c = hf_config

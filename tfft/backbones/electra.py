@@ -7,6 +7,7 @@ are projected to the hidden width (``electra.embeddings_project``).
 from __future__ import annotations
 
 from tfft.backbones.bert import BertBackbone
+from tfft.backbones.weights import MaskedLmKeys
 
 
 class ElectraBackbone(BertBackbone):
@@ -24,3 +25,7 @@ class ElectraBackbone(BertBackbone):
     classifier_key = "classifier.out_proj"
     pooler_activation = "gelu"
     projection_key = "electra.embeddings_project"
+    #: The generator's head (``ElectraForMaskedLM``); discriminator checkpoints have none.
+    masked_lm_keys = MaskedLmKeys(
+        "generator_predictions.dense", "generator_predictions.LayerNorm", "generator_lm_head.bias")
+    masked_lm_activation = "gelu"

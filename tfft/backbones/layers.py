@@ -353,3 +353,44 @@ class Embeddings(keras.layers.Layer):
             embedded = embedded + self.token_type_embeddings(token_type_ids)
         embedded = self.dropout(self.layer_norm(embedded), training=training)
         return self.projection(embedded) if self.projection is not None else embedded
+
+
+class MaskedLmHead(keras.layers.Layer):
+    """A masked-LM head: dense, activation, LayerNorm, then logits over the vocabulary.
+
+    The output projection is the transposed word-embedding table (tied weights, as in
+    every supported family's ``…ForMaskedLM``) plus a bias per token. The table is read
+    through ``word_embeddings`` at each call and is not tracked by this layer, so it is
+    saved, frozen and trained as part of the embeddings only.
+
+    Args:
+        word_embeddings: The backbone's word-embedding layer.
+        activation: A Hugging Face activation name (see :func:`get_activation`).
+        layer_norm_eps: LayerNorm epsilon.
+        initializer_range: Stddev of the dense kernel's normal initialiser.
+
+    Call returns float32 logits ``[batch, seq, vocab_size]`` of ``[batch, seq, hidden]``.
+    """
+
+    def __init__(self, word_embeddings: keras.layers.Embedding, activation: str, layer_norm_eps: float,
+                 initializer_range: float, **kwargs):
+        super().__init__(**kwargs)
+        self._table = lambda: word_embeddings.embeddings  # A function: Keras does not track it.
+        self.vocab_size, self.width = word_embeddings.input_dim, word_embeddings.output_dim
+        self.dense = dense(self.width, initializer_range, "dense")
+        self.activation = get_activation(activation)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm")
+
+    def build(self, input_shape):
+        """Creates the dense, LayerNorm and bias weights."""
+        self.dense.build(input_shape)
+        self.layer_norm.build((*input_shape[:-1], self.width))
+        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, hidden):
+        """Logits of every position over the vocabulary."""
+        hidden = self.layer_norm(self.activation(self.dense(hidden)))
+        table = ops.cast(self._table(), hidden.dtype)
+        logits = ops.matmul(hidden, ops.transpose(table)) + ops.cast(self.bias, hidden.dtype)
+        return ops.cast(logits, "float32")

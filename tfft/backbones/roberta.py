@@ -8,6 +8,7 @@ Position ids count non-padding tokens from ``pad_token_id + 1`` and padding gets
 from __future__ import annotations
 
 from tfft.backbones.bert import BertBackbone
+from tfft.backbones.weights import MaskedLmKeys
 
 
 class RobertaBackbone(BertBackbone):
@@ -24,6 +25,8 @@ class RobertaBackbone(BertBackbone):
     classifier_pooler_key = "classifier.dense"
     classifier_key = "classifier.out_proj"
     padding_positions = True
+    masked_lm_keys = MaskedLmKeys("lm_head.dense", "lm_head.layer_norm", "lm_head.bias")
+    masked_lm_activation = "gelu"
 
 
 class XLMRobertaBackbone(RobertaBackbone):

@@ -60,7 +60,7 @@ def hf_name(tf1_name: str) -> tuple[str, bool] | None:
     if tf1_name in _SKIPPED_NAMES or tf1_name.endswith(_SKIPPED_SUFFIXES):
         return None
     parts = [re.sub(r"^layer_(\d+)$", r"layer.\1", part) for part in tf1_name.split("/")]
-    renames = {"kernel": "weight", "gamma": "weight", "beta": "bias"}
+    renames = {"kernel": "weight", "gamma": "weight", "beta": "bias", "output_bias": "bias"}
     transpose = parts[-1] == "kernel"
     if parts[-1] in _TABLES:
         parts.append("weight")

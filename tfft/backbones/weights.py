@@ -63,6 +63,17 @@ class LayerKeys(NamedTuple):
     output_layer_norm: str
 
 
+class MaskedLmKeys(NamedTuple):
+    """Where a family's ``…ForMaskedLM`` keeps its head: the transform's dense and LayerNorm, the bias.
+
+    The output projection is tied to the word embeddings, so checkpoints need not store it.
+    """
+
+    dense: str
+    layer_norm: str
+    bias: str
+
+
 #: BERT's layout, shared by RoBERTa, XLM-R and ELECTRA.
 BERT_LAYER_KEYS = LayerKeys(
     "attention.self.query", "attention.self.key", "attention.self.value",

@@ -64,12 +64,15 @@ def resolve_config(mode: str, config_files: list[str], params_override: list[str
         config_files: ``--config_file`` values, applied in order.
         params_override: ``--params_override`` values, applied after the files.
         tpu: ``--tpu`` (sets ``runtime.strategy=tpu`` and ``runtime.tpu`` last), or "".
-        model_dir: The run's directory (eval/predict read its ``params.yaml``).
+        model_dir: The run's directory (eval/predict read its ``params.yaml``; eval of a model_dir
+            without one evaluates ``task.init_checkpoint`` as the config files give it).
     """
     overrides: list = list(params_override)
     if tpu:
         overrides.append({"runtime": {"strategy": "tpu", "tpu": tpu}})
-    if mode in RUN_CONFIG_MODES:
+    written = (Path(model_dir or "") / modeling.PARAMS_FILE).is_file()
+    fresh_eval = mode == "eval" and config_files and not written
+    if mode in RUN_CONFIG_MODES and not fresh_eval:
         return modeling.load_run_config(Path(model_dir), config_files, overrides)
     return build_config(config_files, overrides)
 

@@ -11,10 +11,12 @@ exactly:
    way), which removes most padding while keeping the order random;
 3. batches of the global batch size are formed (``drop_remainder`` in static-shape
    mode and with several replicas); a resumed epoch skips the batches already trained;
-4. each global batch is split into per-replica batches: replica ``r`` of worker ``w``
+4. the task's training transform, if it has one, changes each batch (e.g. masked-LM
+   masking), seeded by the epoch and the batch's index;
+5. each global batch is split into per-replica batches: replica ``r`` of worker ``w``
    gets the same examples as in a one-device run, so any number of devices trains on
    the same global batches. TFRecord files are instead sharded by worker (file level);
-5. batches are padded as the task's :class:`~tfft.data.features.FeatureSpecs` say:
+6. batches are padded as the task's :class:`~tfft.data.features.FeatureSpecs` say:
    the token axis to the batch's longest sequence, or to ``max_seq_length`` in
    static-shape mode (TPUs); other axes (e.g. the choices of multiple choice) to their
    declared size.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -170,6 +173,7 @@ def epoch_dataset(
     epoch: int,
     skip: int = 0,
     context: tf.distribute.InputContext | None = None,
+    transform: Callable | None = None,
 ) -> tf.data.Dataset:
     """The padded ``(inputs, labels)`` batches of one epoch for one input pipeline.
 
@@ -180,6 +184,9 @@ def epoch_dataset(
         skip: Global batches of this epoch already trained (resuming).
         context: The strategy's input context (None: one device, one pipeline). With
             several replicas, the dataset yields per-replica batches in replica order.
+        transform: The task's :meth:`~tfft.tasks.Task.training_transform`, applied to each
+            global (sharded: per-worker) batch before padding, with a seed made from the epoch's
+            and the batch's index.
     """
     examples, sharded = source.examples(context)
     seed = epoch_seed(plan.seed, epoch)
@@ -201,6 +208,12 @@ def epoch_dataset(
         dataset = dataset.shuffle(plan.length_group_batches, seed=seed + 1, reshuffle_each_iteration=False)
     steps = plan.steps_per_epoch(source.num_rows) - skip
     dataset = dataset.take(steps + skip).skip(skip)
+    if transform is not None:  # Seeded by the epoch and the batch: a resumed epoch draws the same.
+        streams, stream = (context.num_input_pipelines, context.input_pipeline_id) if sharded else (1, 0)
+        dataset = dataset.enumerate(start=skip).map(
+            lambda index, batch: transform(*batch, tf.stack([tf.constant(seed, tf.int64),
+                                                             index * streams + stream]))
+        )
     replicas = context.num_replicas_in_sync if context else 1
     batch_size = plan.global_batch_size // replicas
     if replicas > 1:

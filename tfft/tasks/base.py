@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
 
 #: Metrics where a lower value is better; all others are maximised.
-LOWER_IS_BETTER = frozenset({"loss", "mse"})
+LOWER_IS_BETTER = frozenset({"loss", "mse", "perplexity"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +158,34 @@ class Task(abc.ABC):
     def encode(self, examples: list[Any], tokenizer) -> Features:
         """Tokenizes examples into model features (with labels when they have them)."""
 
+    def training_transform(self) -> Callable | None:
+        """A function applied to every training batch, or None (the default) for none.
+
+        It maps ``(inputs, labels, seed)`` to ``(inputs, labels)``: the batch as :meth:`encode`
+        made it, before padding (token axes ragged; dense in static-shape mode), and an int64
+        ``[2]`` seed for ``tf.random.stateless_*`` ops, fixed by the run's seed, the epoch and the
+        batch, so that a resumed run draws what the uninterrupted one drew (e.g. masked-LM masks
+        fresh every epoch).
+        """
+        return None
+
+    def evaluation_features(self, features: Features) -> Features:
+        """Evaluation features as every evaluation sees them (default: ``features`` unchanged).
+
+        Tasks whose training transforms batches fix the transform here once, e.g. masks drawn with
+        a fixed seed, so that evaluations compare.
+        """
+        return features
+
+    def load_pretrained_head(self, model: keras.Model, backbone: Backbone, checkpoint) -> None:  # noqa: B027
+        """Loads the head from the pretrained ``checkpoint`` where it has one (default: heads start fresh).
+
+        Args:
+            model: The task model just built.
+            backbone: Its encoder, loaded from ``checkpoint``.
+            checkpoint: The :class:`~tfft.backbones.checkpoint.Checkpoint` of ``task.init_checkpoint``.
+        """
+
     @abc.abstractmethod
     def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """Symbolic head outputs on top of the backbone's ``{sequence_output, pooled_output}``.
@@ -178,6 +207,20 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, outputs: np.ndarray, features: Features) -> dict[str, float]:
         """Metrics (including ``loss``) over a whole evaluation set (labels in ``features``)."""
+
+    def evaluation_outputs(self, outputs, labels):
+        """What :meth:`evaluate` reads of the model's outputs, given the labels; None (default): the outputs.
+
+        For outputs too large to keep for a whole split (e.g. logits over a vocabulary per
+        token): symbolic Keras ops that reduce a batch's ``outputs`` with its ``labels`` (per-token
+        labels padded as :attr:`label_spec` says), run batch by batch.
+        """
+        del outputs, labels
+        return None
+
+    def prediction_outputs(self, outputs):
+        """What :meth:`predictions` reads of the model's outputs (symbolic Keras ops; default: all)."""
+        return outputs
 
     def baseline_metrics(self, features: Features) -> dict[str, float]:
         """What a model that learned nothing scores on ``features`` ({} where the task defines none).

@@ -151,11 +151,20 @@ class Experiment:
     def restore(self, checkpoint: str = ""):
         """The trained model for inference, its tokenizer and its weights file.
 
+        A model_dir no run has written (no ``params.yaml``) gives the model as training would
+        start it, from ``task.init_checkpoint``: evaluating it shows where training starts.
+
         Args:
             checkpoint: See :func:`tfft.modeling.checkpoint_path`.
         """
         with self._model_scope():
-            return modeling.restore_task_model(self.model_dir, self.task, checkpoint)
+            if checkpoint or (self.model_dir / modeling.PARAMS_FILE).is_file():
+                return modeling.restore_task_model(self.model_dir, self.task, checkpoint)
+            pretrained, tokenizer = modeling.load_pretrained(self.task)
+            logging.info("%s holds no run: evaluating task.init_checkpoint '%s' as training starts from it",
+                         self.model_dir, self.config.task.init_checkpoint)
+            model, _ = modeling.build_task_model(self.task, pretrained.config(), pretrained, len(tokenizer))
+            return model, tokenizer, pretrained.weights
 
     # --- data --------------------------------------------------------------------------
 
@@ -218,8 +227,10 @@ class Experiment:
     def _validation_features(self, tokenizer, split: str = "validation_data") -> Features:
         files = self._tfrecord_split(split)
         if files is not None:
-            return tfrecords.read_features(files, self.task.example_type)
-        return self.task.encode(self._read(split), tokenizer)
+            features = tfrecords.read_features(files, self.task.example_type)
+        else:
+            features = self.task.encode(self._read(split), tokenizer)
+        return self.task.evaluation_features(features)
 
     def _extra_evaluations(self, model, tokenizer) -> dict:
         """The metrics of ``task.extra_validation_data``'s sets, as ``NAME_METRIC``."""
@@ -361,7 +372,8 @@ class Experiment:
             skip = state.batches if epoch == state.epoch else 0
             progress.epoch, progress.first_batch = epoch, skip
             dataset = distribute(
-                self.strategy, lambda context, e=epoch, s=skip: epoch_dataset(source, plan, e, s, context)
+                self.strategy, lambda context, e=epoch, s=skip: epoch_dataset(source, plan, e, s, context,
+                                                               self.task.training_transform())
             )
             try:
                 history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, shuffle=False, verbose=0,
@@ -529,8 +541,9 @@ class Experiment:
     def prediction_rows(self, model, tokenizer, examples: list) -> list[dict]:
         """The task's prediction rows (:meth:`~tfft.tasks.Task.predictions`) of ``examples``."""
         features = self.task.encode(examples, tokenizer)
+        view, specs = evaluation.task_view(self.task, model, labelled=False)
         outputs, _ = evaluation.predict(
-            model, features, self.task.feature_specs, self.eval_batch_size, self.static_length,
+            view, features, specs, self.eval_batch_size, self.static_length,
             full_batches=self.replicas > 1 and not self.worker.multi_worker,
             output_length=self.task.prediction_length, output_padding=self.task.prediction_padding,
             max_tokens=self.config.trainer.eval_max_tokens,
