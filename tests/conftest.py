@@ -293,8 +293,7 @@ def run_train(*args: str, check: bool = True) -> Run:
     ``--params_override`` (both repeatable), ``--model_dir``, ``--mode``, ``--checkpoint``,
     ``--output_format`` and ``--tpu``.
     """
-    from tfft import modeling
-    from tfft.config import build_config
+    from tfft.cli.train import resolve_config
     from tfft.training.experiment import Experiment
 
     flags = parse_flags(args, {"config_file": [], "params_override": [], "model_dir": None,
@@ -303,14 +302,9 @@ def run_train(*args: str, check: bool = True) -> Run:
     assert flags["model_dir"], "tfft-train needs --model_dir"
     with in_process("tfft-train", check, args) as run:
         model_dir = Path(flags["model_dir"])
-        overrides = list(flags["params_override"])
-        if flags["tpu"]:
-            overrides.append({"runtime": {"strategy": "tpu", "tpu": flags["tpu"]}})
         config_files = [str(REPO / path) for path in flags["config_file"]]  # As from cwd=REPO.
-        if flags["mode"] in ("eval", "predict"):
-            config = modeling.load_run_config(model_dir, config_files, overrides)
-        else:
-            config = build_config(config_files, overrides)
+        config = resolve_config(flags["mode"], config_files, flags["params_override"], flags["tpu"],
+                                str(model_dir))
         why = needs_a_fresh_process(config)
         assert not why, (f"{why} needs a fresh process: run this with run_cli('tfft.cli.train', ...) "
                          "(or, for runtime.deterministic, run_trains_in_new_process)")

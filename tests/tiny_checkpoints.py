@@ -131,13 +131,14 @@ def make_tokenizer(family: str, folder: Path):
 # --- models --------------------------------------------------------------------------------
 
 
-def make_tiny_checkpoint(family: str, folder: Path, seed: int = 0, **overrides) -> Path:
+def make_tiny_checkpoint(family: str, folder: Path, seed: int = 0, head: str = "", **overrides) -> Path:
     """Saves a random tiny base model of ``family`` (PyTorch, safetensors) with its fast tokenizer.
 
     Args:
         family: One of :data:`FAMILIES`.
         folder: Where to save; created if missing.
         seed: The PyTorch seed for the weights.
+        head: A task class suffix (e.g. ``ForMaskedLM``) to save that model instead of the base one.
         **overrides: Config fields to change (the family's own names, e.g. ``dim`` for DistilBERT).
 
     Returns:
@@ -156,7 +157,7 @@ def make_tiny_checkpoint(family: str, folder: Path, seed: int = 0, **overrides) 
     config_name, model_name = _CLASSES[family]
     config = getattr(transformers, config_name)(**{**_SETTINGS[family], **special_ids, **overrides})
     torch.manual_seed(seed)
-    model = getattr(transformers, model_name)(config)
+    model = getattr(transformers, model_name.removesuffix("Model") + head if head else model_name)(config)
     # Random init leaves LayerNorm at 1/0 and biases at 0; perturb them so parity checks
     # exercise every tensor's mapping.
     with torch.no_grad():
