@@ -24,7 +24,7 @@ PIPELINE_TAGS = {
     "sentence_classification": "text-classification", "relation_extraction": "text-classification",
     "sentence_regression": "text-classification", "multi_label_classification": "text-classification",
     "token_classification": "token-classification", "question_answering": "question-answering",
-    "multiple_choice": "multiple-choice",
+    "multiple_choice": "multiple-choice", "masked_lm": "fill-mask",
 }
 
 

@@ -24,7 +24,11 @@ Tasks (``--task``):
   0.5 on ``test.tsv`` (and both sides' best of the same threshold sweep); the peer is the
   sequence classifier with ``problem_type=multi_label_classification``;
 - ``stsb``: GLUE STS-B sentence-pair similarity, Pearson (and Spearman) correlation on
-  ``dev.tsv``; the peer is the sequence classifier with one output (``run_glue.py``).
+  ``dev.tsv``; the peer is the sequence classifier with one output (``run_glue.py``);
+- ``mlm``: masked-LM pretraining on the contexts of the SQuAD split (one paragraph per
+  line; the 8 held-out articles evaluate), perplexity and masked-token accuracy before and
+  after training (``--max_train_examples`` counts paragraphs); the peer is ``run_mlm.py``'s
+  recipe (texts concatenated into blocks, ``DataCollatorForLanguageModeling``).
 
 Throughput is training examples / wall time of the training call (``model.fit``
 without validation, ``Trainer.train``), tracing and first steps included; prediction
@@ -83,6 +87,7 @@ class Benchmark:
         data: tfft ``task.*_data`` settings both splits need (format, columns).
         percent: Whether the metric is on a 0-100 scale.
         recipe: The peer's function in ``tools/hf_recipes.py`` ("": built in here).
+        before: Also evaluate the starting checkpoint (``metric_before``).
     """
 
     folder: str
@@ -93,6 +98,7 @@ class Benchmark:
     data: tuple[tuple[str, str], ...] = ()
     percent: bool = False
     recipe: str = ""
+    before: bool = False
 
 
 TASKS = {
@@ -112,7 +118,11 @@ TASKS = {
                             "macro_f1", recipe="multi_label"),
     "stsb": Benchmark("glue/STS-B", "train.tsv", "dev.tsv", "configs/glue/stsb.yaml", "pearson",
                       recipe="regression"),
+    "mlm": Benchmark("", "train.txt", "eval.txt", "configs/pretraining/mlm.yaml", "perplexity",
+                     recipe="masked_lm", before=True),
 }
+#: Tasks on the SQuAD split that tools/split_squad.py makes in OUTPUT_DIR/squad_split.
+SQUAD_SPLIT_TASKS = ("squad", "mlm")
 
 flags.DEFINE_enum("mode", "train", ["train", "inference"],
                   "train: fine-tune both sides; inference: serve one tfft run both ways "
@@ -162,7 +172,7 @@ def task_files() -> tuple[Path, Path, str, str]:
     task = TASKS[FLAGS.task]
     if FLAGS.data_dir:
         data = Path(FLAGS.data_dir)
-    elif FLAGS.task == "squad":
+    elif FLAGS.task in SQUAD_SPLIT_TASKS:
         data = Path(FLAGS.output_dir) / "squad_split"
     else:
         data = REPO.parent / "shared" / "data" / task.folder
@@ -172,7 +182,7 @@ def task_files() -> tuple[Path, Path, str, str]:
 def split_squad() -> None:
     """Writes the SQuAD train/eval split with tools/split_squad.py unless it exists."""
     train_file, eval_file, _, _ = task_files()
-    if train_file.is_file() and eval_file.is_file():
+    if train_file.is_file() and eval_file.is_file() and train_file.with_suffix(".txt").is_file():
         return
     subprocess.run([sys.executable, str(REPO / "tools" / "split_squad.py"), f"--input={SQUAD_SOURCE}",
                     f"--output_dir={train_file.parent}",
@@ -269,15 +279,22 @@ def run_tfft(checkpoint: str, seed: str, folder: Path, *overrides: str) -> dict:
         *overrides,
     ]))
     command = [sys.executable, "-m", "tfft.cli.train", f"--config_file={config}",
-               f"--model_dir={folder}", "--mode=train_and_eval", f"--params_override={overrides}"]
-    status, wall, peak = run_measured(command, folder.with_suffix(".log"))
+               f"--params_override={overrides}"]
+    before = {}
+    if TASKS[FLAGS.task].before:  # An evaluation of a fresh model_dir scores the starting checkpoint.
+        start = folder.with_name(f"{folder.name}-before")
+        status, _, _ = run_measured([*command, f"--model_dir={start}", "--mode=eval"],
+                                    start.with_suffix(".log"))
+        if status:
+            raise SystemExit(f"tfft evaluation failed (exit {status}); see {start.with_suffix('.log')}")
+        before = {f"{key}_before": value for key, value in _extras(start, metric, "metric").items()}
+    status, wall, peak = run_measured([*command, f"--model_dir={folder}", "--mode=train_and_eval"],
+                                      folder.with_suffix(".log"))
     if status:
         raise SystemExit(f"tfft run failed (exit {status}); see {folder.with_suffix('.log')}")
     train = json.loads((folder / "train_results.json").read_text())
     evaluated = json.loads((folder / "eval_results.json").read_text())
-    extra = {key: value for key, value in evaluated.items()
-             if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1", "best_threshold",
-                                                   "best_macro_f1", "spearman") and key != metric}
+    extra = {**_extras(folder, metric), **before}
     stages = {f"{name}_seconds": value for name, value in train.get("seconds", {}).items()}
     stages["final_eval_seconds"] = evaluated.get("eval_seconds", 0.0)
     # Imports, process start and exit (the first batch is part of training).
@@ -287,6 +304,15 @@ def run_tfft(checkpoint: str, seed: str, folder: Path, *overrides: str) -> dict:
             **extra, "predict_examples_per_second": evaluated["examples_per_second"],
             "model_gflops_per_second": train.get("model_flops_per_second", 0.0) / 1e9,
             **stages, "peak_rss_mib": peak, "wall_seconds": wall}
+
+
+def _extras(folder: Path, metric: str, metric_as: str = "") -> dict:
+    """The compared extra metrics of a tfft run's ``eval_results.json`` (and ``metric`` as ``metric_as``)."""
+    evaluated = json.loads((folder / "eval_results.json").read_text())
+    extra = {key: value for key, value in evaluated.items()
+             if key.startswith("f1_") or key in ("exact_match", "accuracy", "micro_f1", "best_threshold",
+                                                   "best_macro_f1", "spearman") and key != metric}
+    return {**extra, metric_as: evaluated[metric]} if metric_as else extra
 
 
 def run_hf(checkpoint: str, seed: str, folder: Path) -> dict:
@@ -491,7 +517,7 @@ def main(argv):
     print("machine: {cpu}, {cores} cores, AVX-512 {avx512f}, AVX-512 BF16 {avx512_bf16}, AMX {amx_bf16}; "
           "TensorFlow matmul peak {float32_gflops:.0f} GFLOP/s fp32, "
           "{bfloat16_gflops:.0f} bf16".format(**host), flush=True)
-    if FLAGS.task == "squad":
+    if FLAGS.task in SQUAD_SPLIT_TASKS:
         split_squad()
     runners = {"tfft": run_tfft, "hf": run_hf}
     runs: dict[str, list[dict]] = {name: [] for name in FLAGS.frameworks}

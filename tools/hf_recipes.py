@@ -13,7 +13,9 @@ figures: ``examples_per_second``, ``train_seconds``, ``metric`` and extra metric
 - :func:`multi_label`: ``AutoModelForSequenceClassification`` with
   ``problem_type=multi_label_classification`` on GoEmotions' TSVs, macro F1 at 0.5;
 - :func:`regression`: ``AutoModelForSequenceClassification`` with one output on GLUE
-  STS-B's TSVs, as ``run_glue.py`` trains it, Pearson and Spearman correlation.
+  STS-B's TSVs, as ``run_glue.py`` trains it, Pearson and Spearman correlation;
+- :func:`masked_lm`: ``AutoModelForMaskedLM`` as ``run_mlm.py`` trains it on a text file
+  (one document per line), perplexity and masked-token accuracy before and after.
 """
 
 from __future__ import annotations
@@ -252,3 +254,58 @@ def regression(checkpoint: str, train_file: Path, eval_file: Path, max_train: in
     return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
             "train_examples": len(train), "metric": float(np.corrcoef(predicted, gold)[0, 1]),
             "spearman": float(stats.spearmanr(predicted, gold).statistic)}
+
+
+def masked_lm(checkpoint: str, train_file: Path, eval_file: Path, max_train: int, max_length: int,
+              arguments) -> dict:
+    """``run_mlm.py``'s recipe on text files: one document per line, 15% of tokens masked.
+
+    Lines are tokenized with special tokens, concatenated and cut into blocks of ``max_length``
+    (the remainder dropped), masked by ``DataCollatorForLanguageModeling``. The evaluation blocks
+    are masked after ``torch.manual_seed(0)`` at each evaluation, so the scores before and after
+    training are over the same masks. Returns perplexity (``metric``: ``exp`` of the evaluation
+    loss) and masked-token ``accuracy``, each also ``*_before`` training.
+    """
+    import math
+
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+
+    def blocks(path: Path, limit: int) -> _Rows:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = lines[:limit or None]
+        encoded = tokenizer(lines, return_special_tokens_mask=True)
+        stream = {key: [token for row in values for token in row] for key, values in encoded.items()}
+        size = len(stream["input_ids"]) // max_length * max_length
+        return _Rows([{key: values[start:start + max_length] for key, values in stream.items()}
+                      for start in range(0, size, max_length)])
+
+    def accuracy(prediction) -> dict:
+        labels, predicted = prediction.label_ids.reshape(-1), prediction.predictions.reshape(-1)
+        scored = labels != -100
+        return {"accuracy": float(np.mean(predicted[scored] == labels[scored]))}
+
+    train, evaluation = blocks(train_file, max_train), blocks(eval_file, 0)
+    model = transformers.AutoModelForMaskedLM.from_pretrained(checkpoint)
+    trainer = transformers.Trainer(
+        model=model, args=arguments(len(train)), train_dataset=train,
+        data_collator=transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15),
+        compute_metrics=accuracy, preprocess_logits_for_metrics=lambda logits, _: logits.argmax(dim=-1),
+    )
+
+    def scores() -> tuple[float, float]:
+        torch.manual_seed(0)
+        result = trainer.evaluate(evaluation)
+        return math.exp(result["eval_loss"]), result["eval_accuracy"]
+
+    perplexity_before, accuracy_before = scores()
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    perplexity, accuracy_after = scores()
+    epochs = arguments(len(train)).num_train_epochs
+    return {"examples_per_second": len(train) * epochs / seconds, "train_seconds": seconds,
+            "train_examples": len(train), "metric": perplexity, "accuracy": accuracy_after,
+            "metric_before": perplexity_before, "accuracy_before": accuracy_before}

@@ -10,7 +10,9 @@ Example (the split used for tfft's SQuAD figures: 40 articles train, 8 evaluate)
         --output_dir=/tmp/squad_split --num_eval_articles=8
 
 writes ``/tmp/squad_split/train.json`` and ``/tmp/squad_split/eval.json`` and prints
-the article titles and question counts of each part.
+the article titles and question counts of each part. Each part's paragraphs also go to
+``train.txt`` and ``eval.txt``, one context per line: unlabeled text of the same split for
+masked-LM pretraining (``configs/pretraining/mlm.yaml``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ FLAGS = flags.FLAGS
 def questions(articles: list[dict]) -> int:
     """Questions in a list of SQuAD articles."""
     return sum(len(paragraph["qas"]) for article in articles for paragraph in article["paragraphs"])
+
+
+def contexts(document: dict) -> list[str]:
+    """The paragraphs' contexts of a SQuAD document, in file order."""
+    return [paragraph["context"] for article in document["data"] for paragraph in article["paragraphs"]]
 
 
 def split(document: dict, num_eval: int) -> tuple[dict, dict]:
@@ -57,6 +64,8 @@ def main(argv):
     output.mkdir(parents=True, exist_ok=True)
     for name, part in zip(("train", "eval"), parts, strict=True):
         (output / f"{name}.json").write_text(json.dumps(part, ensure_ascii=False))
+        (output / f"{name}.txt").write_text("".join(f"{' '.join(text.split())}\n" for text in contexts(part)),
+                                            encoding="utf-8")
         titles = ", ".join(article.get("title", "?") for article in part["data"])
         print(f"{name}.json: {len(part['data'])} articles, {questions(part['data'])} questions"
               + (f" ({titles})" if name == "eval" else ""))
