@@ -85,7 +85,7 @@ class Benchmark:
         config: tfft config file.
         metric: The compared metric in tfft's ``eval_results.json``.
         data: tfft ``task.*_data`` settings both splits need (format, columns).
-        percent: Whether the metric is on a 0-100 scale.
+        percent: Whether the metric is on a 0-100 scale (None: compared as a ratio, e.g. perplexity).
         recipe: The peer's function in ``tools/hf_recipes.py`` ("": built in here).
         before: Also evaluate the starting checkpoint (``metric_before``).
     """
@@ -96,7 +96,7 @@ class Benchmark:
     config: str
     metric: str
     data: tuple[tuple[str, str], ...] = ()
-    percent: bool = False
+    percent: bool | None = False
     recipe: str = ""
     before: bool = False
 
@@ -119,7 +119,7 @@ TASKS = {
     "stsb": Benchmark("glue/STS-B", "train.tsv", "dev.tsv", "configs/glue/stsb.yaml", "pearson",
                       recipe="regression"),
     "mlm": Benchmark("", "train.txt", "eval.txt", "configs/pretraining/mlm.yaml", "perplexity",
-                     recipe="masked_lm", before=True),
+                     percent=None, recipe="masked_lm", before=True),
 }
 #: Tasks on the SQuAD split that tools/split_squad.py makes in OUTPUT_DIR/squad_split.
 SQUAD_SPLIT_TASKS = ("squad", "mlm")
@@ -545,19 +545,27 @@ def main(argv):
             print(" " * 10 + ", ".join(f"{key} {value:.4f}" for key, value in sorted(per_type.items())))
     if {"tfft", "hf"} <= set(summary):
         ratio = summary["tfft"]["examples_per_second"] / summary["hf"]["examples_per_second"]
-        # Percent-scale metrics (SQuAD) are compared as they are, fractions in points.
-        scale = 1 if TASKS[FLAGS.task].percent else 100
-        gap = scale * (summary["tfft"]["metric"] - summary["hf"]["metric"])
+        percent = TASKS[FLAGS.task].percent
+        if percent is None:  # E.g. perplexity: how many times the peer's.
+            gap_key, gap = f"{metric}_ratio", summary["tfft"]["metric"] / summary["hf"]["metric"]
+            gap_text = f"{metric} ratio (tfft/hf): {gap:.3f}x"
+        else:  # Percent-scale metrics (SQuAD) are compared as they are, fractions in points.
+            gap_key, gap = f"{metric}_points", (1 if percent else 100) * (
+                summary["tfft"]["metric"] - summary["hf"]["metric"])
+            gap_text = f"{metric} gap: {gap:+.2f} points"
         memory = summary["tfft"]["peak_rss_mib"] / summary["hf"]["peak_rss_mib"]
-        predict = summary["tfft"]["predict_examples_per_second"] / max(
-            summary["hf"].get("predict_examples_per_second", 0.0), 1e-9)
         wall = summary["hf"]["wall_seconds"] / summary["tfft"]["wall_seconds"]
-        print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; {metric} gap: {gap:+.2f} points; "
-              f"peak memory ratio: {memory:.2f}x; prediction ratio: {predict:.2f}x; "
-              f"whole-process speed ratio (hf wall / tfft wall): {wall:.2f}x")
-        summary["ratio"] = {"examples_per_second": ratio, f"{metric}_points": gap,
-                            "peak_rss": memory, "predict_examples_per_second": predict,
+        summary["ratio"] = {"examples_per_second": ratio, gap_key: gap, "peak_rss": memory,
                             "whole_process": wall}
+        predicted = summary["hf"].get("predict_examples_per_second", 0.0)
+        prediction = ""
+        if predicted:  # Recipes that evaluate without Trainer.predict time no prediction.
+            speed = summary["ratio"]["predict_examples_per_second"] = (
+                summary["tfft"]["predict_examples_per_second"] / predicted)
+            prediction = f"prediction ratio: {speed:.2f}x; "
+        print(f"\ntfft/hf throughput ratio: {ratio:.2f}x; {gap_text}; peak memory ratio: {memory:.2f}x; "
+              + prediction
+              + f"whole-process speed ratio (hf wall / tfft wall): {wall:.2f}x")
     if "tfft" in summary:
         row = summary["tfft"]
         bf16 = FLAGS.precision == "bfloat16" or "mixed_bfloat16" in FLAGS.tfft_overrides
