@@ -37,15 +37,17 @@ def corpus(tmp_path_factory):
 # --- masking ---------------------------------------------------------------------------------
 
 
-def masked(ids, labels, seed=(1, 2), probability=0.15, continuation=None):
+def masked(ids, labels, seed=(1, 2), probability=0.15, continuation=None, limit=None):
+    """mask_tokens on one long sequence (or on rows, for 2-D input); numpy in and out."""
     import tensorflow as tf
 
     from tfft.tasks.masked_lm import mask_tokens
 
-    new_ids, new_labels = mask_tokens(tf.constant(ids, tf.int32), tf.constant(labels, tf.int32),
-                                      tf.constant(seed, tf.int64), probability, mask_id=4, vocab_size=1000,
-                                      continuation=continuation)
-    return new_ids.numpy(), new_labels.numpy()
+    ids, labels = np.atleast_2d(ids), np.atleast_2d(labels)
+    outputs = mask_tokens(tf.constant(ids, tf.int32), tf.constant(labels, tf.int32),
+                          tf.constant(seed, tf.int64), probability, mask_id=4, vocab_size=1000,
+                          limit=limit or ids.shape[1], continuation=continuation)
+    return [np.squeeze(value.numpy()) if len(ids) == 1 else value.numpy() for value in outputs]
 
 
 def test_masking_draws_bert_s_shares_and_never_touches_special_tokens():
@@ -54,9 +56,10 @@ def test_masking_draws_bert_s_shares_and_never_touches_special_tokens():
     special = rng.random(len(ids)) < 0.2
     ids[special] = 2  # A special token: not a candidate.
     labels = np.where(special, IGNORED, ids)
-    new_ids, new_labels = masked(ids, labels)
+    new_ids, new_labels, chosen = masked(ids, labels)
 
-    chosen = new_labels != IGNORED
+    np.testing.assert_array_equal(chosen, new_labels != IGNORED)
+    chosen = chosen.astype(bool)
     assert not chosen[special].any() and (new_ids[special] == 2).all()
     assert abs(chosen.sum() / (~special).sum() - 0.15) < 0.005
     np.testing.assert_array_equal(new_labels[chosen], ids[chosen])  # Labels are the original tokens.
@@ -66,10 +69,10 @@ def test_masking_draws_bert_s_shares_and_never_touches_special_tokens():
     assert abs(became_mask - 0.8) < 0.01 and abs(kept - 0.1) < 0.01
     assert abs(1 - became_mask - kept - 0.1) < 0.01  # Random tokens (rarely equal to the original).
 
-    again_ids, again_labels = masked(ids, labels)
+    again_ids, again_labels, _ = masked(ids, labels)
     np.testing.assert_array_equal(again_ids, new_ids)
     np.testing.assert_array_equal(again_labels, new_labels)
-    other_ids, _ = masked(ids, labels, seed=(1, 3))
+    other_ids, _, _ = masked(ids, labels, seed=(1, 3))
     assert (other_ids != new_ids).mean() > 0.05
 
 
@@ -82,7 +85,7 @@ def test_whole_word_masking_chooses_all_pieces_of_a_word_together(tmp_path):
     ids = np.array(encoded, dtype=np.int32)
     labels = np.where(np.isin(ids, tokenizer.all_special_ids), IGNORED, ids)
     table = continuation_table(tokenizer)
-    _, new_labels = masked(ids, labels, continuation=table)
+    _, new_labels, _ = masked(ids, labels, continuation=table)
 
     word_of_token = np.cumsum(~table[ids]) - 1
     chosen = new_labels != IGNORED
@@ -93,6 +96,26 @@ def test_whole_word_masking_chooses_all_pieces_of_a_word_together(tmp_path):
     share = np.mean([hits == {True} for hits in per_word.values()])
     assert abs(share - 0.15) < 0.02
     assert max(np.bincount(word_of_token)) > 2  # Words really span several pieces here.
+
+
+def test_at_most_max_predictions_tokens_a_sequence_are_masked_and_the_rest_stay():
+    ids = np.arange(100, 140, dtype=np.int32).reshape(2, 20)
+    new_ids, new_labels, chosen = masked(ids, ids, probability=0.6, limit=3)
+    assert chosen.sum(axis=1).tolist() == [3, 3]  # About 12 of 20 drawn in each row; the first 3 kept.
+    np.testing.assert_array_equal(new_ids[chosen == 0], ids[chosen == 0])
+    np.testing.assert_array_equal(new_labels[chosen == 1], ids[chosen == 1])
+    assert (new_labels[chosen == 0] == IGNORED).all()
+
+
+def test_predicted_positions_are_the_marked_ones_in_order():
+    import tensorflow as tf
+
+    from tfft.tasks.masked_lm import predicted_positions
+
+    mask = tf.constant([[0, 1, 0, 1, 1, 0], [1, 0, 0, 0, 0, 0]])
+    positions = predicted_positions(mask, 3).numpy()
+    assert positions[0].tolist() == [1, 3, 4] and positions[1][0] == 0
+    assert predicted_positions(mask, 10).shape == (2, 6)  # Never more than the sequence's length.
 
 
 @pytest.mark.parametrize("family, start_mark", [("bert", ""), ("roberta", "\u0120"), ("albert", "\u2581")])
@@ -127,20 +150,32 @@ def test_training_batches_get_fresh_masks_each_epoch_and_the_same_ones_when_resu
 
     def batches(epoch, skip=0):
         dataset = epoch_dataset(source, plan, epoch, skip, transform=task.training_transform())
-        return [(x["input_ids"].numpy(), y.numpy()) for x, y in dataset]
+        return [(x["input_ids"].numpy(), x["prediction_mask"].numpy(), y.numpy()) for x, y in dataset]
 
     first, second = batches(0), batches(1)
     assert len(first) == len(second) == -(-len(features) // 8)
-    masked_tokens = sum(int((labels != IGNORED).sum()) for _, labels in first)
-    real_tokens = sum(int((ids > 4).sum()) for ids, _ in first)  # Not padding or special tokens.
-    assert 0.08 < masked_tokens / real_tokens < 0.25
-    chosen = np.concatenate([ids[labels != IGNORED] for ids, labels in first])
-    assert 0.6 < (chosen == task.tokenizer.mask_token_id).mean() < 0.95
+    original = {tuple(row[row > 0]) for row in _rows(features)}  # Every sequence, unmasked.
+    chosen, real = 0, 0
+    for ids, marked, labels in first:
+        assert labels.shape == (len(ids), min(task.max_predictions, ids.shape[1]))
+        for row_ids, row_marked, row_labels in zip(ids, marked, labels, strict=True):
+            predicted = row_labels[row_labels != IGNORED]
+            assert len(predicted) == row_marked.sum() <= task.max_predictions
+            restored = row_ids.copy()
+            restored[row_marked == 1] = predicted  # The labels, in order, are the marked tokens.
+            assert tuple(restored[restored > 0]) in original
+            chosen += len(predicted)
+            real += int((row_ids > 4).sum())
+    assert 0.08 < chosen / real < 0.25
     assert any(not np.array_equal(a[1], b[1]) for a, b in zip(first, second, strict=True))
     resumed = batches(0, skip=3)
-    for (ids, labels), (resumed_ids, resumed_labels) in zip(first[3:], resumed, strict=True):
-        np.testing.assert_array_equal(ids, resumed_ids)
-        np.testing.assert_array_equal(labels, resumed_labels)
+    for before, after in zip(first[3:], resumed, strict=True):
+        for a, b in zip(before, after, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _rows(features):
+    return np.split(features.columns["input_ids"], np.cumsum(features.lengths)[:-1])
 
 
 def _example(text, labeled=True):
@@ -225,6 +260,11 @@ def batch_of(tokenizer, sentences):
     return {name: encoded[name].astype(np.int32) for name in names}
 
 
+def predict_everywhere(batch):
+    """The batch with every real position marked for prediction (the head's output: one per position)."""
+    return {**batch, "prediction_mask": batch["attention_mask"]}
+
+
 SENTENCES = ["the movie was good", "a dog plays guitar with the cat and it is fun !"]
 
 
@@ -234,14 +274,14 @@ def test_the_pretrained_head_loads_and_the_trained_one_exports_with_pytorch_logi
     from tfft.tasks import get_task
 
     checkpoint = make_tiny_checkpoint(family, tmp_path / "checkpoint", head="ForMaskedLM")
-    task = mlm_task(init_checkpoint=str(checkpoint))
+    task = mlm_task(init_checkpoint=str(checkpoint), max_predictions=64)
     modeling.set_precision("float32")
     pretrained, tokenizer = modeling.load_pretrained(task)
     model, _ = modeling.build_task_model(task, pretrained.config(), pretrained, len(tokenizer))
     batch = batch_of(tokenizer, SENTENCES)
     real = batch["attention_mask"].astype(bool)
     theirs, _ = torch_mlm_logits(checkpoint, batch)
-    ours = np.asarray(model(batch, training=False))
+    ours = np.asarray(model(predict_everywhere(batch), training=False))
     assert np.abs(ours - theirs)[real].max() <= 1e-4
 
     model_dir = tmp_path / "run"
@@ -249,11 +289,11 @@ def test_the_pretrained_head_loads_and_the_trained_one_exports_with_pytorch_logi
               f"--params_override=task.type=masked_lm,task.init_checkpoint={checkpoint},"
               f"task.train_data.input_path={corpus / 'train.txt'},task.validation_data.input_path="
               f"{corpus / 'dev.txt'},task.max_seq_length=32,trainer.epochs=1,trainer.learning_rate=1e-2,"
-              "trainer.lr_reference_width=0")
+              "trainer.lr_reference_width=0,task.max_predictions=64")
     run_export("--format=hf", f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'hf'}")
     task = get_task(modeling.load_run_config(model_dir).task)
     restored, _, _ = modeling.restore_task_model(model_dir, task)
-    trained = np.asarray(restored(batch, training=False))
+    trained = np.asarray(restored(predict_everywhere(batch), training=False))
     assert np.abs(trained - ours)[real].max() > 1e-2  # Training moved the weights.
     exported, exported_model = torch_mlm_logits(tmp_path / "hf", batch)
     assert type(exported_model).__name__.endswith("ForMaskedLM")

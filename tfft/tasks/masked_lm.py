@@ -16,7 +16,10 @@ scored. Validation masks are drawn once with ``task.validation_mask_seed``, so e
 evaluation (before training, after it, in another run) scores the same positions.
 
 The head is the family's ``...ForMaskedLM`` head (dense, activation, LayerNorm, output
-tied to the word embeddings), loaded from the checkpoint when it has one. Metrics: ``loss``
+tied to the word embeddings), loaded from the checkpoint when it has one. It computes
+vocabulary logits only where the model input ``prediction_mask`` is 1 (the chosen tokens, at
+most ``task.max_predictions`` a sequence, as BERT's ``max_predictions_per_seq``), not at every
+position: the output projection is as large as the encoder's layers together. Metrics: ``loss``
 (mean cross-entropy over the masked tokens), ``perplexity`` (its exponential) and
 ``accuracy`` (masked tokens predicted exactly). Predict mode fills every mask token of each
 line of ``task.predict_data`` with its ``task.top_k`` likeliest tokens.
@@ -37,13 +40,17 @@ import tensorflow as tf
 from tfft.backbones.layers import MaskedLmHead
 from tfft.backbones.weights import assign_weights, normalize_keys
 from tfft.config import DataConfig, TaskConfig, config_field
-from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec
+from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, FeatureSpecs, token_specs
 from tfft.data.sources import Record, infer_format, open_text, register_format, text_lines
 from tfft.errors import TfftError
 from tfft.tasks.base import HfHead, Task, register_task
 
 #: The head's layer name in the task model.
 HEAD_NAME = "masked_lm_head"
+#: The model input marking (1) the positions whose tokens the head predicts.
+PREDICTION_MASK = "prediction_mask"
+#: The token inputs of the encoder.
+_ENCODER_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 #: Of the chosen tokens: below this draw the mask token, below the next a random token, else kept.
 _MASK_SHARE, _RANDOM_SHARE = 0.8, 0.1
 #: How sub-word vocabularies mark a token that starts a word (WordPiece instead marks continuations).
@@ -66,6 +73,10 @@ class MaskedLmConfig(TaskConfig):
     )
     mlm_probability: float = config_field(0.15, doc="Share of (non-special) tokens masked and scored.")
     whole_word_masking: bool = config_field(False, doc="Mask all sub-words of a word together.")
+    max_predictions: int = config_field(
+        0, doc="Tokens masked and predicted per sequence at most (0: mlm_probability x max_seq_length "
+        "plus four standard deviations); chosen tokens past it stay as they are.",
+    )
     validation_mask_seed: int = config_field(
         0, doc="Seed of the validation masks, fixed so that evaluations compare."
     )
@@ -91,39 +102,57 @@ def _read_text(path: str, data: DataConfig) -> Iterator[Record]:
 register_format("text", _read_text)
 
 
-def mask_tokens(ids, labels, seed, probability: float, mask_id: int, vocab_size: int, continuation=None):
-    """BERT's masking of flat token ids, drawn with stateless ops from ``seed``.
+def mask_tokens(ids, labels, seed, probability: float, mask_id: int, vocab_size: int, limit: int,
+                continuation=None):
+    """BERT's masking of a batch of token ids, drawn with stateless ops from ``seed``.
 
     Args:
-        ids: int32 ``[tokens]``.
-        labels: int32 ``[tokens]``: the token's id where it may be masked, -100 elsewhere
+        ids: int32 ``[batch, seq]`` token ids (ragged, or dense with padding).
+        labels: The same shape: the token's id where it may be masked, -100 elsewhere
             (special tokens, padding).
         seed: int64 ``[2]``.
         probability: Share of the candidate tokens (or words) chosen.
         mask_id: The mask token's id.
         vocab_size: Random replacements are drawn from ``[0, vocab_size)``.
+        limit: Tokens chosen per sequence at most; later ones are left as they are.
         continuation: bool ``[vocab]``, True for ids that continue a word: whole words are
             chosen together. None: tokens are chosen one by one.
 
     Returns:
-        ``(ids, labels)``: the chosen tokens replaced (80% mask, 10% random, 10% kept) and
-        their labels; -100 for every token not chosen.
+        ``(ids, labels, chosen)`` shaped as ``ids``: the chosen tokens replaced (80% mask, 10%
+        random, 10% kept), their labels (-100 for every token not chosen) and int32 1 where chosen.
     """
-    candidates = labels != IGNORED_LABEL
+    flat_ids, flat_labels = _flat(ids), _flat(labels)
+    candidates = flat_labels != IGNORED_LABEL
     choose_seed, action_seed, random_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    draws = tf.random.stateless_uniform(tf.shape(ids), choose_seed)
+    draws = tf.random.stateless_uniform(tf.shape(flat_ids), choose_seed)
     if continuation is not None:  # A word's draw is its first token's.
-        starts = tf.logical_not(tf.gather(continuation, ids)) | tf.logical_not(candidates)
+        starts = tf.logical_not(tf.gather(continuation, flat_ids)) | tf.logical_not(candidates)
         word = tf.maximum(tf.cumsum(tf.cast(starts, tf.int32)) - 1, 0)
         draws = tf.gather(draws, tf.gather(tf.where(starts)[:, 0], word))
-    chosen = (draws < probability) & candidates
-    action = tf.random.stateless_uniform(tf.shape(ids), action_seed)
-    random_ids = tf.random.stateless_uniform(tf.shape(ids), random_seed, 0, vocab_size, dtype=tf.int32)
-    masked = tf.where(chosen & (action < _MASK_SHARE), tf.cast(mask_id, ids.dtype), ids)
-    masked = tf.where(chosen & (action >= _MASK_SHARE + _RANDOM_SHARE), ids, masked)
+    chosen = tf.cast((draws < probability) & candidates, tf.int32)
+    rows = _dense(_unflat(ids, chosen), 0)
+    rank = tf.cumsum(rows, axis=1) - rows
+    chosen = _flat(_like(ids, rows * tf.cast(rank < limit, tf.int32))) > 0
+    action = tf.random.stateless_uniform(tf.shape(flat_ids), action_seed)
+    random_ids = tf.random.stateless_uniform(tf.shape(flat_ids), random_seed, 0, vocab_size, dtype=tf.int32)
+    masked = tf.where(chosen & (action < _MASK_SHARE), tf.cast(mask_id, flat_ids.dtype), flat_ids)
+    masked = tf.where(chosen & (action >= _MASK_SHARE + _RANDOM_SHARE), flat_ids, masked)
     masked = tf.where(chosen & (action >= _MASK_SHARE) & (action < _MASK_SHARE + _RANDOM_SHARE),
                       random_ids, masked)
-    return masked, tf.where(chosen, labels, IGNORED_LABEL)
+    return (_unflat(ids, masked), _unflat(labels, tf.where(chosen, flat_labels, IGNORED_LABEL)),
+            _unflat(ids, tf.cast(chosen, tf.int32)))
+
+
+def predicted_positions(mask, count: int):
+    """The positions of the 1s of ``mask`` [batch, seq], ascending, as ``[batch, min(count, seq)]``.
+
+    Rows with fewer 1s are filled with positions where ``mask`` is 0.
+    """
+    length = mask.shape[1]
+    length = tf.shape(mask)[1] if length is None else length
+    earlier_first = tf.cast(length - tf.range(length), tf.float32)  # Ties broken towards the start.
+    return tf.math.top_k(tf.cast(mask, tf.float32) * earlier_first, k=tf.minimum(count, length)).indices
 
 
 def continuation_table(tokenizer) -> np.ndarray:
@@ -162,6 +191,57 @@ def _unflat(like, values):
     return tf.reshape(values, tf.shape(like))
 
 
+def _dense(value, padding):
+    """A ``[batch, seq]`` batch (ragged or dense) as a dense tensor."""
+    return value.to_tensor(padding) if isinstance(value, tf.RaggedTensor) else value
+
+
+def _like(like, rows):
+    """Dense ``[batch, seq]`` ``rows`` back in the shape of ``like`` (ragged: its row lengths)."""
+    if isinstance(like, tf.RaggedTensor):
+        return tf.RaggedTensor.from_tensor(rows, lengths=like.row_lengths())
+    return rows
+
+
+class PredictedTokens(keras.layers.Layer):
+    """The hidden states at the positions ``prediction_mask`` marks (see :func:`predicted_positions`).
+
+    Args:
+        max_predictions: Positions per sequence at most.
+    """
+
+    def __init__(self, max_predictions: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_predictions = max_predictions
+
+    def call(self, hidden, prediction_mask):
+        """``[batch, min(max_predictions, seq), hidden]`` from ``[batch, seq, hidden]``."""
+        return tf.gather(hidden, predicted_positions(prediction_mask, self.max_predictions), batch_dims=1)
+
+
+class MaskedTokenScores(keras.layers.Layer):
+    """Per predicted position: the label's log-probability, whether it is the top token, whether it is scored.
+
+    Args:
+        max_predictions: Positions per sequence at most (as in :class:`PredictedTokens`).
+    """
+
+    def __init__(self, max_predictions: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_predictions = max_predictions
+
+    def call(self, logits, labels):
+        """``[batch, positions, 3]`` from logits ``[batch, positions, vocab]`` and per-token labels."""
+        scored = tf.not_equal(labels, IGNORED_LABEL)
+        labels = tf.gather(labels, predicted_positions(scored, self.max_predictions), batch_dims=1)
+        scored = tf.not_equal(labels, IGNORED_LABEL)
+        targets = tf.where(scored, labels, 0)
+        log_probs = tf.gather(tf.nn.log_softmax(logits, axis=-1), targets, batch_dims=2)
+        correct = tf.equal(tf.cast(tf.argmax(logits, axis=-1), targets.dtype), targets)
+        return tf.stack([tf.where(scored, log_probs, 0.0), tf.cast(correct & scored, tf.float32),
+                         tf.cast(scored, tf.float32)], axis=-1)
+
+
 @register_task
 class MaskedLm(Task):
     """Continues pretraining with the masked-LM objective on raw text."""
@@ -187,8 +267,22 @@ class MaskedLm(Task):
         self._continuation = continuation_table(tokenizer) if self.config.whole_word_masking else None
 
     @property
+    def feature_specs(self) -> FeatureSpecs:
+        """The encoder's token inputs and ``prediction_mask`` ([batch, seq]: 1 where the head predicts)."""
+        specs = token_specs(self.label_spec)
+        return FeatureSpecs({**specs.inputs, PREDICTION_MASK: FeatureSpec((None,))}, specs.label)
+
+    @property
+    def max_predictions(self) -> int:
+        """``task.max_predictions``, or the chosen tokens' mean plus four standard deviations."""
+        if self.config.max_predictions > 0:
+            return self.config.max_predictions
+        length, share = self.config.max_seq_length, self.config.mlm_probability
+        return math.ceil(length * share + 4 * math.sqrt(length * share * (1 - share)))
+
+    @property
     def prediction_length(self) -> int:
-        """Outputs are per token: inference pads them to ``max_seq_length``."""
+        """Outputs are per predicted position: inference pads them to ``max_seq_length``."""
         return self.config.max_seq_length
 
     # --- data --------------------------------------------------------------------------
@@ -249,9 +343,10 @@ class MaskedLm(Task):
             "token_type_ids": [[0] * len(row) for row in rows],
             "attention_mask": [[1] * len(row) for row in rows],
         })
+        ids = features.columns["input_ids"]  # Predicting: the mask tokens; training: masking sets it.
+        features.columns[PREDICTION_MASK] = (ids == tokenizer.mask_token_id).astype(np.int32) * (not labeled)
         if labeled:
             special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int32)
-            ids = features.columns["input_ids"]
             features.labels = np.where(np.isin(ids, special), IGNORED_LABEL, ids).astype(np.int32)
             features.label_per_token = True
         else:
@@ -260,16 +355,22 @@ class MaskedLm(Task):
 
     def _masking(self):
         return dict(probability=self.config.mlm_probability, mask_id=self.tokenizer.mask_token_id,
-                    vocab_size=len(self.tokenizer),
+                    vocab_size=len(self.tokenizer), limit=self.max_predictions,
                     continuation=None if self._continuation is None else tf.constant(self._continuation))
 
     def training_transform(self):
-        """Masks every batch afresh (see :func:`mask_tokens`), seeded by the epoch and the batch."""
-        masking = self._masking()
+        """Masks every batch afresh (:func:`mask_tokens`); labels become those of the predicted positions.
+
+        The labels of a batch are ``[batch, min(max_predictions, seq)]``, in the order the head
+        predicts (ascending positions), -100 where a sequence has fewer chosen tokens.
+        """
+        masking, count = self._masking(), self.max_predictions
 
         def transform(inputs, labels, seed):
-            ids, new_labels = mask_tokens(_flat(inputs["input_ids"]), _flat(labels), seed, **masking)
-            return {**inputs, "input_ids": _unflat(inputs["input_ids"], ids)}, _unflat(labels, new_labels)
+            ids, labels, chosen = mask_tokens(inputs["input_ids"], labels, seed, **masking)
+            positions = predicted_positions(_dense(chosen, 0), count)
+            predicted = tf.gather(_dense(labels, IGNORED_LABEL), positions, batch_dims=1)
+            return {**inputs, "input_ids": ids, PREDICTION_MASK: chosen}, predicted
 
         return transform
 
@@ -277,22 +378,32 @@ class MaskedLm(Task):
         """The features with masks drawn once from ``task.validation_mask_seed``."""
         if features.labels is None:
             return features
-        seed = tf.constant([self.config.validation_mask_seed, 0], tf.int64)
-        ids, labels = mask_tokens(tf.constant(features.columns["input_ids"]), tf.constant(features.labels),
-                                  seed, **self._masking())
-        return dataclasses.replace(features, columns={**features.columns, "input_ids": ids.numpy()},
-                                   labels=labels.numpy())
+        lengths = features.lengths
+        ids, labels, chosen = mask_tokens(
+            tf.RaggedTensor.from_row_lengths(features.columns["input_ids"], lengths),
+            tf.RaggedTensor.from_row_lengths(features.labels, lengths),
+            tf.constant([self.config.validation_mask_seed, 0], tf.int64), **self._masking())
+        columns = {**features.columns, "input_ids": ids.flat_values.numpy(),
+                   PREDICTION_MASK: chosen.flat_values.numpy()}
+        return dataclasses.replace(features, columns=columns, labels=labels.flat_values.numpy())
 
     # --- model -------------------------------------------------------------------------
 
     def build_model(self, backbone, dropout: float) -> keras.Model:
         """The encoder with the family's masked-LM head (no dropout before it, as in pretraining)."""
         self._head = backbone.masked_lm_head(HEAD_NAME)
-        return super().build_model(backbone, dropout)
+        inputs = self.model_inputs()
+        encoded = backbone({name: inputs[name] for name in _ENCODER_INPUTS})
+        return keras.Model(inputs, self.build_head(encoded, inputs, dropout), name=f"{self.name}_model")
 
     def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
-        """The head of :meth:`build_model` on every token: float32 logits over the vocabulary."""
-        return self._head(backbone_outputs["sequence_output"])
+        """The head of :meth:`build_model` at the positions ``prediction_mask`` marks: float32 logits.
+
+        ``[batch, min(max_predictions, seq), vocab]``, positions ascending.
+        """
+        hidden = PredictedTokens(self.max_predictions, name="predicted_tokens")(
+            backbone_outputs["sequence_output"], inputs[PREDICTION_MASK])
+        return self._head(hidden)
 
     def load_pretrained_head(self, model, backbone, checkpoint) -> None:
         """Loads the checkpoint's masked-LM head; without one (e.g. a base model) it starts fresh."""
@@ -317,15 +428,8 @@ class MaskedLm(Task):
     # --- outputs -----------------------------------------------------------------------
 
     def evaluation_outputs(self, outputs, labels):
-        """Per token: the label's log-probability, whether it is the top token, whether it is scored."""
-        ops = keras.ops
-        scored = ops.not_equal(labels, IGNORED_LABEL)
-        targets = ops.where(scored, labels, 0)
-        log_probs = ops.log_softmax(outputs, axis=-1)
-        log_probs = ops.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-        correct = ops.equal(ops.cast(ops.argmax(outputs, axis=-1), targets.dtype), targets)
-        return ops.stack([ops.where(scored, log_probs, 0.0), ops.cast(correct & scored, "float32"),
-                          ops.cast(scored, "float32")], axis=-1)
+        """Per predicted position: the label's log-probability, whether it is the top token, if scored."""
+        return MaskedTokenScores(self.max_predictions, name="masked_token_scores")(outputs, labels)
 
     def evaluate(self, outputs: np.ndarray, features: Features) -> dict[str, float]:
         """Mean cross-entropy, perplexity and accuracy over the masked tokens."""
@@ -349,27 +453,28 @@ class MaskedLm(Task):
         unfilled = 0
         for row, (example, offset, length) in enumerate(zip(examples, features.offsets(), features.lengths,
                                                             strict=True)):
-            ids = features.columns["input_ids"][offset:offset + length]
-            positions = np.nonzero(ids == tokenizer.mask_token_id)[0]
-            unfilled += example.text.count(mask) - len(positions)
-            candidates = [
+            count = min(int(features.columns[PREDICTION_MASK][offset:offset + length].sum()),
+                        self.max_predictions)
+            unfilled += example.text.count(mask) - count
+            candidates = [  # The head predicts the marked positions in order.
                 [{"token": tokenizer.decode([int(token)]).strip(), "token_id": int(token),
                   "score": float(score)}
-                 for token, score in zip(outputs["top_ids"][row, position],
-                                         outputs["top_probabilities"][row, position], strict=True)]
-                for position in positions
+                 for token, score in zip(outputs["top_ids"][row, index],
+                                         outputs["top_probabilities"][row, index], strict=True)]
+                for index in range(count)
             ]
             filled = example.text
             for options in candidates:
                 filled = filled.replace(mask, options[0]["token"], 1)
             rows.append({"text": example.text, "masks": candidates, "filled": filled})
         if unfilled:
-            logging.warning("%d mask tokens lie past task.max_seq_length=%d tokens and are not filled",
-                            unfilled, self.config.max_seq_length)
+            logging.warning("%d mask tokens lie past task.max_seq_length=%d tokens or task.max_predictions="
+                            "%d a line and are not filled", unfilled, self.config.max_seq_length,
+                            self.max_predictions)
         return rows
 
     def serving_outputs(self, outputs) -> dict:
-        """``top_ids`` and ``top_probabilities`` [batch, seq, top_k] of every position."""
+        """``top_ids``, ``top_probabilities`` [batch, positions, top_k] where ``prediction_mask`` is 1."""
         return self.prediction_outputs(outputs)
 
     def hf_head(self, model, backbone) -> HfHead:
@@ -377,4 +482,5 @@ class MaskedLm(Task):
         return HfHead("ForMaskedLM", backbone.masked_lm_specs(model.get_layer(HEAD_NAME)), {}, None)
 
 
-__all__ = ["MaskedLm", "MaskedLmConfig", "TextExample", "continuation_table", "mask_tokens"]
+__all__ = ["MaskedLm", "MaskedLmConfig", "TextExample", "continuation_table", "mask_tokens",
+           "predicted_positions"]
