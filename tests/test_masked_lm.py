@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import WORDS, run_export, run_train
+from conftest import REPO, WORDS, run_export, run_train
 from tiny_checkpoints import FAMILIES, make_tiny_checkpoint, make_tokenizer
 
 IGNORED = -100
@@ -237,6 +237,23 @@ def test_text_files_jsonl_and_blank_line_documents_are_read(tmp_path):
         read("docs.jsonl")
     with pytest.raises(TfftError, match=r"bad.jsonl:1: field 'body' holds int, not text"):
         read("bad.jsonl", text_field="body")
+
+
+def test_the_config_s_tfds_text_datasets_are_read():
+    import tensorflow_datasets as tfds
+
+    from tfft.config import build_config
+    from tfft.tasks import get_task
+
+    config = build_config([str(REPO / "configs" / "pretraining" / "mlm.yaml")])
+    task = get_task(config.task)
+    with tfds.testing.mock_data(num_examples=6):
+        train = task.read_examples(config.task.train_data)
+        validation = task.read_examples(config.task.validation_data)
+    assert config.task.train_data.input_path == "tfds:imdb_reviews/plain_text/unsupervised"
+    assert len(train) == 6 and len(validation) == 6
+    assert all(isinstance(example.text, str) and example.text for example in train + validation)
+    assert train[0].where == "tfds:imdb_reviews/plain_text/unsupervised:1"
 
 
 # --- heads against PyTorch --------------------------------------------------------------------
