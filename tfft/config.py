@@ -93,6 +93,15 @@ class TaskConfig:
         "e.g. GLUE MRPC's TSV {'#1 String': sentence1, Quality: label}; names the data lacks are "
         "skipped, so one config reads a dataset's TSV files and its TFDS version alike."
     )
+    teacher_model_dir: str = config_field(
+        "", doc="A finished tfft-train run of the same task whose outputs the model learns from as soft "
+        "targets (knowledge distillation; trainer.distill_temperature, trainer.distill_alpha); empty: "
+        "no teacher."
+    )
+    student_layers: list = config_field(
+        [], doc="The encoder layers of init_checkpoint the model keeps, bottom first (e.g. [0, 2, 4]: a "
+        "3-layer student from a 6-layer encoder, DistilBERT's initialisation); empty keeps all."
+    )
     train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     validation_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     extra_validation_data: dict = config_field(
@@ -198,6 +207,14 @@ class TrainerConfig:
     head_lr_multiplier: float = config_field(
         1.0, doc="The task head (the layers on top of the backbone, freshly initialised) trains at "
         "learning_rate x head_lr_multiplier (1.0 = the same rate as the encoder's top)."
+    )
+    distill_temperature: float = config_field(
+        2.0, doc="With task.teacher_model_dir: the softmax temperature of the soft targets (the soft loss is "
+        "scaled by its square, as Hinton et al. 2015)."
+    )
+    distill_alpha: float = config_field(
+        0.5, doc="With task.teacher_model_dir: the soft targets' weight in the loss, the hard labels' being "
+        "1 - distill_alpha (1.0: the teacher alone)."
     )
     reinit_top_layers: int = config_field(
         0, doc="Re-initialise the top N encoder layers and the pooler before fine-tuning (Zhang et "

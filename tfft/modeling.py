@@ -57,6 +57,8 @@ def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None 
                      vocab_size: int = 0):
     """Builds backbone + head; loads the pretrained backbone from ``checkpoint`` when given.
 
+    A checkpoint's encoder keeps only ``task.student_layers`` where they are set.
+
     Args:
         task: The task, which builds the head.
         hf_config: The backbone's ``config.json``.
@@ -80,6 +82,8 @@ def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None 
         )
     if checkpoint is not None:
         checkpoint.load_into(backbone)
+        if task.config.student_layers:
+            backbone = backbones.keep_encoder_layers(backbone, task.config.student_layers)
         if vocab_size > backbone.vocab_size:
             backbone = backbones.resize_vocabulary(backbone, vocab_size)
     model = task.build_model(backbone, head_dropout(task.config, backbone))

@@ -118,7 +118,37 @@ def resize_vocabulary(backbone: Backbone, vocab_size: int) -> Backbone:
     return grown
 
 
+def keep_encoder_layers(backbone: Backbone, indices: list[int]) -> Backbone:
+    """A copy of ``backbone`` with only the encoder layers at ``indices``, bottom first.
+
+    DistilBERT's initialisation of a student from its teacher (every other layer kept):
+    embeddings, pooler and the chosen layers' weights are copied; ``config.json``'s layer
+    count follows.
+
+    Raises:
+        TfftError: for indices out of range or repeated, or an encoder that shares its layers
+            across depth (ALBERT).
+    """
+    depth = len(backbone.encoder_layers)
+    if len(backbone.layer_order) != depth:
+        raise TfftError(f"task.student_layers: the {type(backbone).__name__} encoder shares its layers "
+                        "across depth; start the student from a smaller checkpoint instead")
+    bad = [index for index in indices if not isinstance(index, int) or not 0 <= index < depth]
+    if not indices or bad or len(set(indices)) != len(indices):
+        raise TfftError(f"task.student_layers {list(indices)} must name distinct encoder layers of "
+                        f"task.init_checkpoint, 0 to {depth - 1}, e.g. {list(range(0, depth, 2))}")
+    config = {**backbone.hf_config, backbone.layer_count_key: len(indices)}
+    student = from_config(config, name=backbone.name)
+    pairs = [(backbone.embeddings, student.embeddings), (backbone.pooler, student.pooler)]
+    pairs += [(backbone.encoder_layers[index], layer) for index, layer in zip(indices, student.encoder_layers,
+                                                                              strict=True)]
+    for source, target in pairs:
+        target.set_weights(source.get_weights())
+    logging.info("student encoder: layers %s of %d", list(indices), depth)
+    return student
+
+
 __all__ = [
     "FAMILIES", "INPUT_NAMES", "Backbone", "family", "from_config", "from_pretrained", "open_checkpoint",
-    "resize_vocabulary",
+    "keep_encoder_layers", "resize_vocabulary",
 ]

@@ -65,6 +65,8 @@ class Backbone(keras.Model):
     classifier_key: ClassVar[str] = "classifier"
     #: ``config.json`` keys of the hidden and attention dropout rates.
     dropout_keys: ClassVar[tuple[str, str]] = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+    #: ``config.json`` key of the number of encoder layers.
+    layer_count_key: ClassVar[str] = "num_hidden_layers"
     #: ``config.json`` keys for the dropout before a task head, first set one wins.
     head_dropout_keys: ClassVar[tuple[str, ...]] = ("classifier_dropout", "hidden_dropout_prob")
     #: Where the family's ``…ForMaskedLM`` keeps its masked-LM head.

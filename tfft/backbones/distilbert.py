@@ -29,6 +29,7 @@ class DistilBertBackbone(Backbone):
     hf_class_prefix = "DistilBert"
     classifier_pooler_key = "pre_classifier"
     dropout_keys = ("dropout", "attention_dropout")
+    layer_count_key = "n_layers"
     head_dropout_keys = ("seq_classif_dropout", "dropout")
     masked_lm_keys = MaskedLmKeys("vocab_transform", "vocab_layer_norm", "vocab_projector.bias")
     activation_key = "activation"

@@ -256,7 +256,8 @@ class AttentionMaskBias(keras.layers.Layer):
 
     def call(self, attention_mask):
         """Returns 0 where attended and -1e9 at padding."""
-        mask = ops.cast(attention_mask, "float32")[:, None, None, :]
+        # expand_dims, not [:, None, None, :]: LiteRT has no strided slice that adds axes.
+        mask = ops.expand_dims(ops.cast(attention_mask, "float32"), (1, 2))
         return (1.0 - mask) * -1e9
 
     def compute_output_spec(self, attention_mask):

@@ -28,6 +28,7 @@ from tfft.config import DataConfig, TaskConfig, register_task_section
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
 from tfft.data.sources import Record, read_data
 from tfft.errors import TfftError
+from tfft.tasks import distillation
 
 #: Metrics where a lower value is better; all others are maximised.
 LOWER_IS_BETTER = frozenset({"loss", "mse", "perplexity"})
@@ -77,6 +78,8 @@ class Task(abc.ABC):
     metric_names: ClassVar[tuple[str, ...]]
     #: Whether the head reads ``pooled_output`` (if not, the pooler is not trained).
     uses_pooler: ClassVar[bool] = True
+    #: Whether a model of this task can learn from a teacher's outputs (:meth:`distillation_loss`).
+    distillable: ClassVar[bool] = True
     #: ``--output_format`` values of predict mode; the first is the default.
     output_formats: ClassVar[tuple[str, ...]] = ("jsonl",)
     #: The (frozen) dataclass :meth:`read_examples` returns.
@@ -199,6 +202,21 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def loss(self) -> keras.losses.Loss:
         """The training loss."""
+
+    def distillation_loss(self, outputs, teacher_outputs, labels, temperature: float):
+        """The soft-target loss of a batch: how far the model's ``outputs`` are from a teacher's.
+
+        Default: the softmax KL at ``temperature`` over the outputs' last axis (class logits),
+        averaged over rows. Symbolic Keras ops, run in the training step.
+
+        Args:
+            outputs: The model's outputs on the batch.
+            teacher_outputs: The teacher's outputs on the same batch.
+            labels: The batch's labels (for tasks that ignore some positions).
+            temperature: ``trainer.distill_temperature``.
+        """
+        del labels
+        return keras.ops.mean(distillation.softmax_kl(outputs, teacher_outputs, temperature))
 
     def train_metrics(self) -> list[keras.metrics.Metric]:
         """Streaming metrics shown during training (fresh objects: call in scope)."""

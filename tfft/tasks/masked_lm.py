@@ -251,6 +251,7 @@ class MaskedLm(Task):
     default_main_metric = "loss"
     metric_names = ("loss", "perplexity", "accuracy")
     uses_pooler = False
+    distillable = False
     example_type = TextExample
     config_class = MaskedLmConfig
     #: The token's id where it is scored (-100 elsewhere); masking picks among these.

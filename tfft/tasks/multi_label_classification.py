@@ -26,6 +26,7 @@ from tfft.config import config_field
 from tfft.data.features import Features, FeatureSpec, FeatureSpecs, token_specs
 from tfft.data.tokenization import encode_texts
 from tfft.errors import TfftError
+from tfft.tasks import distillation
 from tfft.tasks.base import register_task
 from tfft.tasks.sentence import SentenceConfig, SentenceExample, SentenceTask
 
@@ -176,6 +177,11 @@ class MultiLabelClassification(SentenceTask):
                 "label2id": {name: index for index, name in enumerate(names)}}
 
     # --- model and outputs -------------------------------------------------------------
+
+    def distillation_loss(self, outputs, teacher_outputs, labels, temperature):
+        """The binary KL of each label's sigmoid at ``temperature`` from the teacher's."""
+        del labels
+        return keras.ops.mean(distillation.sigmoid_kl(outputs, teacher_outputs, temperature))
 
     def loss(self):
         """Binary cross-entropy of every label, from logits."""

@@ -36,7 +36,7 @@ from tfft.config import DataConfig, TaskConfig, config_field
 from tfft.data.features import Features, FeatureSpec
 from tfft.data.sources import Record
 from tfft.errors import TfftError
-from tfft.tasks import metrics, question_answering_graph
+from tfft.tasks import distillation, metrics, question_answering_graph
 from tfft.tasks.base import HfHead, Task, dense_head, plain, register_task
 from tfft.tasks.squad_metrics import squad_scores
 
@@ -324,6 +324,11 @@ class QuestionAnswering(Task):
         logits = dense_head(backbone_outputs["sequence_output"], 2, dropout)
         real = keras.ops.expand_dims(inputs["attention_mask"], -1) > 0
         return keras.ops.where(real, logits, PADDING_LOGIT)
+
+    def distillation_loss(self, outputs, teacher_outputs, labels, temperature):
+        """The softmax KL over the window's tokens of the start and of the end position, averaged."""
+        del labels
+        return keras.ops.mean(distillation.softmax_kl(outputs, teacher_outputs, temperature, axis=1))
 
     def loss(self):
         """Mean of the start and end positions' softmax cross-entropy."""

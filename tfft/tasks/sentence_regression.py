@@ -43,6 +43,11 @@ class SentenceRegression(SentenceTask):
         """One output per example, shape [batch]."""
         return keras.ops.squeeze(super().build_head(backbone_outputs, inputs, dropout), axis=-1)
 
+    def distillation_loss(self, outputs, teacher_outputs, labels, temperature):
+        """The squared difference from the teacher's scores (a temperature has no meaning here)."""
+        del labels, temperature
+        return keras.ops.mean(keras.ops.square(outputs - keras.ops.cast(teacher_outputs, outputs.dtype)))
+
     def loss(self):
         """Mean squared error."""
         return keras.losses.MeanSquaredError()

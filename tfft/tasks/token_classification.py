@@ -23,7 +23,7 @@ from tfft.data.features import IGNORED_LABEL, Features, FeatureSpec, flatten
 from tfft.data.graph_tokenizers.words import encode_words
 from tfft.data.sources import Record
 from tfft.errors import TfftError
-from tfft.tasks import metrics
+from tfft.tasks import distillation, metrics
 from tfft.tasks.base import HfHead, Task, dense_head, register_task
 from tfft.tasks.entities import entity_scores, first_inconsistency, split_tag
 
@@ -253,6 +253,11 @@ class TokenClassification(Task):
     def build_head(self, backbone_outputs: dict, inputs: dict, dropout: float):
         """Dropout and a dense layer on every token's ``sequence_output``; float32 logits."""
         return dense_head(backbone_outputs["sequence_output"], len(self.label_names), dropout)
+
+    def distillation_loss(self, outputs, teacher_outputs, labels, temperature):
+        """The softmax KL of every labelled sub-word's tag distribution from the teacher's."""
+        kl = distillation.softmax_kl(outputs, teacher_outputs, temperature)
+        return distillation.masked_mean(kl, keras.ops.not_equal(labels, IGNORED_LABEL))
 
     def loss(self):
         """Softmax cross-entropy over labelled sub-words (padding and others ignored)."""

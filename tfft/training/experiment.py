@@ -52,6 +52,7 @@ from tfft.training.callbacks import (
     console_mode,
     profile_range,
 )
+from tfft.training.distillation import DistillationModel, load_teacher
 from tfft.training.hparams import write_hparams
 from tfft.training.interruption import SignalFlag, StopOnSignal
 from tfft.training.optimizer import create_optimizer
@@ -275,6 +276,7 @@ class Experiment:
         clock = time.perf_counter()
         source, checkpoint, tokenizer = self._training_source()
         validation_features = self._validation_features(tokenizer) if with_validation else None
+        teacher = self._teacher(tokenizer)
         if self.worker.is_chief:  # Once every input has been read: bad input changes no file.
             save_yaml(self.config, self.model_dir / modeling.PARAMS_FILE)
         seconds = {"read_and_encode": time.perf_counter() - clock}
@@ -291,7 +293,7 @@ class Experiment:
                             "steps=%d: updates straddle epoch ends", steps_per_epoch, accumulation)
         total_updates = steps_per_epoch * trainer.epochs // accumulation
         clock = time.perf_counter()
-        model, backbone = self._compiled_model(checkpoint, len(tokenizer), total_updates)
+        model, backbone = self._compiled_model(checkpoint, len(tokenizer), total_updates, teacher)
         seconds["build_model"] = time.perf_counter() - clock
         if self.worker.is_chief:
             modeling.save_assets(self.model_dir, backbone, tokenizer, self.task)
@@ -394,11 +396,20 @@ class Experiment:
                 break
         return epoch + 1, batches_run, loss
 
-    def _compiled_model(self, checkpoint, vocab_size: int, total_steps: int):
+    def _teacher(self, tokenizer):
+        """The model of ``task.teacher_model_dir`` in the strategy's scope, or None without one."""
+        if not self.config.task.teacher_model_dir:
+            return None
+        modeling.set_precision(self.config.runtime.mixed_precision)
+        with self.strategy.scope():
+            return load_teacher(self.config.task.teacher_model_dir, self.task, tokenizer)
+
+    def _compiled_model(self, checkpoint, vocab_size: int, total_steps: int, teacher=None):
         """Pretrained backbone + head, frozen as configured, compiled in the strategy's scope.
 
         The word-embedding table grows to ``vocab_size`` (the tokenizer's) if that is
-        larger. The optimizer is built too, so that a backup can be restored into it.
+        larger. With a ``teacher``, the loss holds its soft targets (:mod:`tfft.training.distillation`).
+        The optimizer is built too, so that a backup can be restored into it.
         """
         trainer = self.config.trainer
         modeling.set_precision(self.config.runtime.mixed_precision)
@@ -411,6 +422,8 @@ class Experiment:
             backbone.pooler.trainable = backbone.pooler.trainable and self.task.uses_pooler
             if self._enable_lora(backbone):
                 self._start_lora(model, backbone)
+            if teacher is not None:
+                model = DistillationModel(model, teacher, self.task, trainer)
             model.compile(
                 optimizer=create_optimizer(trainer, total_steps, model, backbone),
                 loss=self.task.loss(),
@@ -582,6 +595,11 @@ def _check_trainer(config: ExperimentConfig) -> None:
         )
     if not 0 < trainer.layer_decay <= 1:
         raise TfftError(f"trainer.layer_decay must be in (0, 1], got {trainer.layer_decay}; 1.0 turns it off")
+    if trainer.distill_temperature <= 0:
+        raise TfftError(f"trainer.distill_temperature must be positive, got {trainer.distill_temperature}")
+    if not 0 <= trainer.distill_alpha <= 1:
+        raise TfftError(f"trainer.distill_alpha must be in [0, 1], got {trainer.distill_alpha}; 1.0 learns "
+                        "from the teacher alone, 0.0 from the labels alone")
     if trainer.head_lr_multiplier <= 0:
         raise TfftError(f"trainer.head_lr_multiplier must be positive, got {trainer.head_lr_multiplier}; "
                         "1.0 turns it off")
