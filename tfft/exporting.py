@@ -31,6 +31,7 @@ format of the PEFT library (:mod:`tfft.adapters`).
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,13 @@ class ServingModule(tf.Module):
         task: The task, which names and computes the serving outputs.
         asset_files: Files copied into the SavedModel's ``assets/``.
         tokenizer: The in-graph tokenizer, or None to serve token ids only.
+        pack: Whether the encoder skips padding (:func:`~tfft.backbones.layers.pack_real_tokens`).
+        full_attention: ``serve_token_ids`` takes no ``attention_mask``: every position is a real
+            token (for graphs whose quantization cannot represent the padding bias).
     """
 
-    def __init__(self, model, task: Task, asset_files: list[Path], tokenizer=None):
+    def __init__(self, model, task: Task, asset_files: list[Path], tokenizer=None, pack: bool = True,
+                 full_attention: bool = False):
         super().__init__(name="tfft_serving")
         # Track the model's tf.Variables, not the Keras model. A Keras 3 variable exports
         # itself as a second variable initialized from the first (``tf.Variable(object_map[
@@ -70,11 +75,15 @@ class ServingModule(tf.Module):
         # tf.saved_model.load binds both to one object, but graph loaders (TF Serving,
         # ``saved_model_cli run``) fail with "Could not find variable" (keras-team/keras#20095).
         self._model = self._no_dependency(model)
-        pack_real_tokens(model)  # Graphs for TF Serving on CPUs and GPUs, without XLA.
+        if pack:
+            pack_real_tokens(model)  # Graphs for TF Serving on CPUs and GPUs, without XLA.
         self.model_variables = [variable.value for variable in model.variables]
         self._task = task
         self.assets = [tf.saved_model.Asset(str(path)) for path in asset_files]
         token_specs = input_signature(task.feature_specs)
+        self._full_attention = full_attention
+        if full_attention:
+            del token_specs[ATTENTION_MASK]
         self._token_names = list(token_specs)
         self.serve_token_ids = tf.function(self._serve_token_ids, input_signature=list(token_specs.values()))
         self.tokenizer = tokenizer
@@ -103,6 +112,8 @@ class ServingModule(tf.Module):
 
     def _run_model(self, features: dict):
         inputs = {name: features[name] for name in self._token_names}
+        if self._full_attention:
+            inputs[ATTENTION_MASK] = tf.ones_like(inputs["input_ids"])
         return self._model(inputs, training=False)
 
     def _serve_token_ids(self, *inputs):
@@ -131,11 +142,27 @@ class ServingModule(tf.Module):
         return self._serve_text(*(parsed[name] for name in self._text_names))
 
 
+ATTENTION_MASK = "attention_mask"
 #: Formats ``tfft-export --format`` accepts.
-FORMATS = ("saved_model", "hf")
+FORMATS = ("saved_model", "hf", "litert")
+#: ``tfft-export --quantize`` values by format (the first is the default).
+QUANTIZATIONS = {"saved_model": ("none", "int8"), "hf": ("none",), "litert": ("dynamic", "int8", "none")}
 
 
-def _restore_for_export(model_dir: Path, export_dir: Path, checkpoint: str):
+def check_quantization(export_format: str, quantize: str) -> str:
+    """``quantize``, or the format's default where it is empty.
+
+    Raises:
+        TfftError: for a quantization the format does not offer.
+    """
+    choices = QUANTIZATIONS[export_format]
+    if quantize and quantize not in choices:
+        raise TfftError(f"--quantize={quantize} is not available for --format={export_format}; choose one "
+                        f"of {', '.join(choices)}")
+    return quantize or choices[0]
+
+
+def restore_for_export(model_dir: Path, export_dir: Path, checkpoint: str):
     """The run's task, float32 model, tokenizer and weights file, after checking ``export_dir``."""
     if export_dir.exists() and any(export_dir.iterdir()):
         raise TfftError(f"--export_dir '{export_dir}' is not empty; choose a new directory")
@@ -146,19 +173,26 @@ def _restore_for_export(model_dir: Path, export_dir: Path, checkpoint: str):
     return task, model, tokenizer, weights
 
 
-def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "") -> Path:
+def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "",
+                       quantize: str = "none") -> Path:
     """Writes a SavedModel of the model trained in ``model_dir``.
 
     Args:
         model_dir: A directory written by ``tfft-train``.
         export_dir: Where to write the SavedModel (must not exist or be empty).
         checkpoint: Which weights (see :func:`tfft.modeling.checkpoint_path`).
+        quantize: ``none`` (float32), or ``int8``: Keras' int8 quantization of every Dense and
+            embedding layer (``Model.quantize``: weights int8 per output channel, a Dense layer's
+            inputs quantized per token at run time), about a quarter of the size.
 
     Returns:
         The export directory.
     """
     model_dir, export_dir = Path(model_dir), Path(export_dir)
-    task, model, tokenizer, weights = _restore_for_export(model_dir, export_dir, checkpoint)
+    quantize = check_quantization("saved_model", quantize)
+    task, model, tokenizer, weights = restore_for_export(model_dir, export_dir, checkpoint)
+    if quantize == "int8":
+        quantize_int8(model)
     asset_files = sorted(p for p in (model_dir / modeling.ASSETS_DIR).iterdir() if p.is_file())
     asset_files.append(model_dir / modeling.PARAMS_FILE)  # The task settings post-processing needs.
     try:
@@ -170,6 +204,14 @@ def export_saved_model(model_dir: str | Path, export_dir: str | Path, checkpoint
         module = ServingModule(model, task, asset_files, _graph_tokenizer(task, tokenizer, model_dir))
         tf.saved_model.save(module, str(export_dir), signatures=module.signatures())
     return export_dir
+
+
+def quantize_int8(model) -> None:
+    """Keras' int8 quantization of ``model``'s Dense and embedding layers, in place."""
+    with warnings.catch_warnings():  # Keras warns for every layer it leaves as it is (LayerNorm...).
+        warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+        model.quantize("int8")
+    logging.info("quantized to int8: %d variables of int8", sum(v.dtype == "int8" for v in model.variables))
 
 
 def _graph_tokenizer(task: Task, tokenizer, model_dir: Path):
@@ -199,7 +241,7 @@ def export_hf(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "
         The export directory.
     """
     model_dir, export_dir = Path(model_dir), Path(export_dir)
-    task, model, tokenizer, weights = _restore_for_export(model_dir, export_dir, checkpoint)
+    task, model, tokenizer, weights = restore_for_export(model_dir, export_dir, checkpoint)
     config, head = _hf_config(task, model)
     backbone = model.get_layer("backbone")
     write_hf_folder(export_dir, config, {**backbone.hf_state_dict(head.pooler_key), **head.tensors})
@@ -246,7 +288,7 @@ def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoin
     if not trainer.lora_rank:
         raise TfftError(f"--lora_only: '{model_dir}' was not trained with LoRA (its trainer.lora_rank is "
                         "0); export the whole model without --lora_only")
-    task, model, tokenizer, _ = _restore_for_export(model_dir, export_dir, checkpoint)
+    task, model, tokenizer, _ = restore_for_export(model_dir, export_dir, checkpoint)
     head = _hf_config(task, model)[1]
     tuned = model.get_layer("backbone")
     start = open_checkpoint(config.task.init_checkpoint)

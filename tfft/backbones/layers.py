@@ -219,6 +219,25 @@ class TransformerLayer(keras.layers.Layer):
         return self.output_layer_norm(hidden + projected)
 
 
+def erf_gelu(x):
+    """Exact GELU as ``0.5 * x * (1 + erf(x / sqrt(2)))``: the form LiteRT converts into its GELU op.
+
+    The same function as :func:`exact_gelu` (within float32 rounding), without its custom
+    gradient and ``erfc``, which LiteRT lacks.
+    """
+    return 0.5 * x * (1.0 + tf.math.erf(x * _SQRT_HALF))
+
+
+def use_portable_activations(model) -> None:
+    """Makes ``model``'s encoder layers compute GELU as :func:`erf_gelu` (for LiteRT conversion)."""
+    for layer in getattr(model, "layers", ()):
+        if isinstance(layer, TransformerLayer):
+            if layer.activation is exact_gelu:
+                layer.activation = erf_gelu
+        else:
+            use_portable_activations(layer)
+
+
 def pack_real_tokens(model) -> None:
     """Lets ``model``'s encoder layers skip padding at inference; call before tracing its forward pass.
 

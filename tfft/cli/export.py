@@ -4,6 +4,9 @@ Example:
     tfft-export --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/export/1
     tfft-export --format=hf --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/hf
     tfft-export --lora_only --model_dir=/tmp/sst2_lora --export_dir=/tmp/sst2_lora/adapter
+    tfft-export --quantize=int8 --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/export_int8/1
+    tfft-export --format=litert --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/litert
+    tfft-export --format=litert --quantize=int8 --model_dir=/tmp/sst2 --export_dir=/tmp/sst2/litert_int8
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from tfft.cli.common import run_main, user_errors
-from tfft.exporting import FORMATS, export_hf, export_lora_adapter, export_saved_model
+from tfft.exporting import FORMATS, check_quantization, export_hf, export_lora_adapter, export_saved_model
 
 flags.DEFINE_string("model_dir", None, "Directory written by tfft-train.")
 flags.DEFINE_string("export_dir", None, "New directory for the exported model.")
@@ -21,8 +24,16 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "format", "saved_model", list(FORMATS),
     "saved_model: TF SavedModel for TF Serving; hf: Hugging Face folder (config.json, "
-    "model.safetensors, tokenizer) for PyTorch transformers.",
+    "model.safetensors, tokenizer) for PyTorch transformers; litert: model.tflite (token-id inputs) "
+    "for LiteRT on phones and small CPUs, with the tokenizer files in assets/.",
 )
+flags.DEFINE_string(
+    "quantize", "", "saved_model: none (default) or int8 (Keras int8 weights per channel, inputs of each "
+    "Dense layer quantized per token at run time); litert: dynamic (default; int8 weights), int8 "
+    "(full-integer, calibrated on validation examples; no attention_mask input) or none.",
+)
+flags.DEFINE_integer("calibration_examples", 100,
+                     "--format=litert --quantize=int8: validation examples that calibrate the ranges.")
 flags.DEFINE_boolean(
     "lora_only", False, "For a LoRA run (trainer.lora_rank > 0): write just the adapter, as a PEFT folder "
     "(adapter_model.safetensors, adapter_config.json, tokenizer), instead of a model.",
@@ -38,11 +49,20 @@ def main(argv):
             path = export_lora_adapter(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
             what = "LoRA adapter (PEFT)"
         elif FLAGS.format == "hf":
+            check_quantization("hf", FLAGS.quantize)
             path = export_hf(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
             what = "Hugging Face model"
+        elif FLAGS.format == "litert":
+            from tfft.litert import export_litert
+
+            quantize = check_quantization("litert", FLAGS.quantize)
+            path = export_litert(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, quantize,
+                                 FLAGS.calibration_examples)
+            what = f"LiteRT model ({quantize})"
         else:
-            path = export_saved_model(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
-            what = "SavedModel"
+            quantize = check_quantization("saved_model", FLAGS.quantize)
+            path = export_saved_model(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, quantize)
+            what = "SavedModel" if quantize == "none" else f"{quantize} SavedModel"
         logging.info("exported %s to %s", what, path)
         print(f"{what} written to {path}")
 
