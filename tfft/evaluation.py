@@ -62,7 +62,7 @@ def predict(model, features: Features, specs: FeatureSpecs, batch_size: int, sta
         outputs = keras.tree.map_structure(np.asarray, forward(inputs))
         if output_length:
             outputs = keras.tree.map_structure(
-                lambda value: _pad_tokens(value, output_length - value.shape[1], output_padding), outputs
+                lambda value: pad_tokens(value, output_length - value.shape[1], output_padding), outputs
             )
         batches.append(outputs)
     outputs = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
@@ -86,7 +86,7 @@ def _forward(model, specs: FeatureSpecs):
     return forward
 
 
-def _pad_tokens(value: np.ndarray, extra: int, padding: float) -> np.ndarray:
+def pad_tokens(value: np.ndarray, extra: int, padding: float) -> np.ndarray:
     """Pads axis 1 (tokens) of ``value`` with ``extra`` positions of ``padding``."""
     widths = [(0, 0)] * value.ndim
     widths[1] = (0, extra)

@@ -146,7 +146,8 @@ ATTENTION_MASK = "attention_mask"
 #: Formats ``tfft-export --format`` accepts.
 FORMATS = ("saved_model", "hf", "litert")
 #: ``tfft-export --quantize`` values by format (the first is the default).
-QUANTIZATIONS = {"saved_model": ("none", "int8"), "hf": ("none",), "litert": ("dynamic", "int8", "none")}
+QUANTIZATIONS = {"saved_model": ("none", "int8"), "hf": ("none",),
+                 "litert": ("dynamic", "int8", "int8_full", "none")}
 
 
 def check_quantization(export_format: str, quantize: str) -> str:

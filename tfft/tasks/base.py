@@ -281,6 +281,14 @@ class Task(abc.ABC):
     def serving_outputs(self, outputs) -> dict:
         """Named tensors the exported token-id signature (``serve_token_ids``) returns."""
 
+    def outputs_from_serving(self, served: dict[str, np.ndarray]) -> np.ndarray:
+        """The model outputs :meth:`evaluate` reads, from what :meth:`serving_outputs` returned (numpy).
+
+        Lets an exported model's ``serve_token_ids`` outputs be scored as training scores the
+        model's (default: ``logits``).
+        """
+        return served["logits"]
+
     @property
     def text_inputs(self) -> dict[str, tf.TensorSpec]:
         """Raw-text inputs of the exported ``serving_default`` (empty: it takes token ids)."""

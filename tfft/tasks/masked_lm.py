@@ -474,6 +474,11 @@ class MaskedLm(Task):
                             self.max_predictions)
         return rows
 
+    def outputs_from_serving(self, served):
+        """Not available: the served top tokens are not what :meth:`evaluate` scores."""
+        raise TfftError("a masked-LM export serves its top tokens, not scores to evaluate; evaluate the run "
+                        "with tfft-train --mode=eval")
+
     def serving_outputs(self, outputs) -> dict:
         """``top_ids``, ``top_probabilities`` [batch, positions, top_k] where ``prediction_mask`` is 1."""
         return self.prediction_outputs(outputs)

@@ -431,6 +431,10 @@ class QuestionAnswering(Task):
             _write_json(folder / name, value)
         return folder / "predictions.json"
 
+    def outputs_from_serving(self, served):
+        """Start and end logits stacked back into ``[batch, seq, 2]``."""
+        return np.stack([served["start_logits"], served["end_logits"]], axis=-1)
+
     def serving_outputs(self, outputs) -> dict:
         """``start_logits`` and ``end_logits`` [batch, seq] (padding: :data:`PADDING_LOGIT`)."""
         return {"start_logits": outputs[..., 0], "end_logits": outputs[..., 1]}

@@ -74,6 +74,10 @@ class SentenceRegression(SentenceTask):
         """The ``score`` (6 decimals)."""
         return {"score": round(float(outputs["score"]), 6)}
 
+    def outputs_from_serving(self, served):
+        """The ``predictions``."""
+        return served["predictions"]
+
     def serving_outputs(self, outputs) -> dict:
         """``predictions`` [batch]."""
         return {"predictions": outputs}
