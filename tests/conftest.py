@@ -344,23 +344,17 @@ def run_trains_in_new_process(*commands: tuple[str, ...], check: bool = True) ->
 def run_export(*args: str, check: bool = True) -> Run:
     """What ``tfft-export args`` does (``tfft/cli/export.py::main``), in this process.
 
-    Takes ``--model_dir``, ``--export_dir``, ``--checkpoint`` and ``--format`` (saved_model or hf).
+    Takes ``--model_dir``, ``--export_dir``, ``--checkpoint``, ``--format``, ``--quantize`` and
+    ``--calibration_examples``.
     """
-    from tfft.exporting import FORMATS, export_hf, export_saved_model
+    from tfft.exporting import export
 
     flags = parse_flags(args, {"model_dir": None, "export_dir": None, "checkpoint": "",
-                               "format": "saved_model"})
+                               "format": "saved_model", "quantize": "", "calibration_examples": "100"})
     assert flags["model_dir"] and flags["export_dir"], "tfft-export needs --model_dir and --export_dir"
-    assert flags["format"] in FORMATS, flags["format"]
     with in_process("tfft-export", check, args) as run:
-        if flags["format"] == "hf":
-            path = export_hf(flags["model_dir"], flags["export_dir"], flags["checkpoint"])
-            what = "Hugging Face model"
-        else:
-            path = export_saved_model(flags["model_dir"], flags["export_dir"], flags["checkpoint"])
-            what = "SavedModel"
-        logging.info("exported %s to %s", what, path)
-        run.stdout = f"{what} written to {path}\n"
+        run.stdout = export(flags["model_dir"], flags["export_dir"], flags["checkpoint"], flags["format"],
+                            flags["quantize"], int(flags["calibration_examples"])) + "\n"
     return run
 
 

@@ -307,3 +307,25 @@ def export_lora_adapter(model_dir: str | Path, export_dir: str | Path, checkpoin
                   config.task.init_checkpoint)
     save_tokenizer(tokenizer, export_dir)
     return export_dir
+
+
+def export(model_dir: str | Path, export_dir: str | Path, checkpoint: str = "",
+           export_format: str = "saved_model", quantize: str = "", calibration_examples: int = 100,
+           lora_only: bool = False) -> str:
+    """What ``tfft-export`` does with the flags of the same names; returns the line it prints."""
+    if lora_only:
+        path, what = export_lora_adapter(model_dir, export_dir, checkpoint), "LoRA adapter (PEFT)"
+    else:
+        quantize = check_quantization(export_format, quantize)
+        if export_format == "hf":
+            path, what = export_hf(model_dir, export_dir, checkpoint), "Hugging Face model"
+        elif export_format == "litert":
+            from tfft.litert import export_litert  # It builds on this module.
+
+            path = export_litert(model_dir, export_dir, checkpoint, quantize, calibration_examples)
+            what = f"LiteRT model ({quantize})"
+        else:
+            path = export_saved_model(model_dir, export_dir, checkpoint, quantize)
+            what = "SavedModel" if quantize == "none" else f"{quantize} SavedModel"
+    logging.info("exported %s to %s", what, path)
+    return f"{what} written to {path}"

@@ -11,10 +11,10 @@ Example:
 
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 
 from tfft.cli.common import run_main, user_errors
-from tfft.exporting import FORMATS, check_quantization, export_hf, export_lora_adapter, export_saved_model
+from tfft.exporting import FORMATS, export
 
 flags.DEFINE_string("model_dir", None, "Directory written by tfft-train.")
 flags.DEFINE_string("export_dir", None, "New directory for the exported model.")
@@ -46,26 +46,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     """Exports the model and prints where it went."""
     with user_errors("tfft-export", argv):
-        if FLAGS.lora_only:
-            path = export_lora_adapter(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
-            what = "LoRA adapter (PEFT)"
-        elif FLAGS.format == "hf":
-            check_quantization("hf", FLAGS.quantize)
-            path = export_hf(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint)
-            what = "Hugging Face model"
-        elif FLAGS.format == "litert":
-            from tfft.litert import export_litert
-
-            quantize = check_quantization("litert", FLAGS.quantize)
-            path = export_litert(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, quantize,
-                                 FLAGS.calibration_examples)
-            what = f"LiteRT model ({quantize})"
-        else:
-            quantize = check_quantization("saved_model", FLAGS.quantize)
-            path = export_saved_model(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, quantize)
-            what = "SavedModel" if quantize == "none" else f"{quantize} SavedModel"
-        logging.info("exported %s to %s", what, path)
-        print(f"{what} written to {path}")
+        print(export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.format, FLAGS.quantize,
+                     FLAGS.calibration_examples, FLAGS.lora_only))
 
 
 def run():

@@ -311,7 +311,8 @@ class TokenClassification(Task):
 
     def serving_outputs(self, outputs) -> dict:
         """``logits`` [batch, seq, num_tags] and ``tag_ids`` [batch, seq] (int32)."""
-        return {"logits": outputs, "tag_ids": keras.ops.cast(keras.ops.argmax(outputs, axis=-1), "int32")}
+        # tf.argmax: Keras' argmax of floats adds bitwise ops (for -0.0) that LiteRT lacks.
+        return {"logits": outputs, "tag_ids": tf.argmax(outputs, axis=-1, output_type=tf.int32)}
 
     @property
     def text_inputs(self) -> dict[str, tf.TensorSpec]:
