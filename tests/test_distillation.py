@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 from conftest import make_tiny_bert, restored_model, run_train
 from test_cli_errors import assert_one_line_error
+from test_question_answering import overrides as qa_overrides
+from test_question_answering import qa_data, qa_run  # noqa: F401 - fixtures
+from test_token_classification import ner_data, ner_run  # noqa: F401 - fixtures
+from test_token_classification import overrides as ner_overrides
 from tiny_checkpoints import make_tiny_checkpoint
 
 from tfft import backbones, modeling
@@ -261,3 +265,21 @@ def test_a_student_of_a_runs_layers_holds_those_layers_weights(teacher):
     assert len(backbone.encoder_layers) == 1
     for kept, original in zip(backbone.encoder_layers[0].weights, chosen.weights, strict=True):
         np.testing.assert_array_equal(kept.numpy(), original.numpy())
+
+
+@pytest.mark.parametrize("task_type", ["token_classification", "question_answering"])
+def test_token_and_span_students_learn_from_their_teacher(task_type, request, tmp_path):
+    """A one-layer student of a 2-layer tagging or QA teacher, from the teacher's soft targets alone."""
+    names = {"token_classification": ("ner_run", "ner_data", ner_overrides, "configs/ner/conll2003.yaml"),
+             "question_answering": ("qa_run", "qa_data", qa_overrides, "configs/squad/squad_v1.yaml")}
+    run_name, data_name, overrides, config = names[task_type]
+    teacher_dir, data = request.getfixturevalue(run_name), request.getfixturevalue(data_name)
+    model_dir = tmp_path / "student"
+    settings = overrides(teacher_dir, data, **{
+        "task.teacher_model_dir": teacher_dir, "task.student_layers": "[1]", "trainer.distill_alpha": 1.0})
+    run = run_train(f"--config_file={config}", f"--model_dir={model_dir}", f"--params_override={settings}")
+    assert f"distilling from {teacher_dir}/checkpoints/final.weights.h5" in run.stderr
+    teacher = json.loads((teacher_dir / "eval_results.json").read_text())
+    student = json.loads((model_dir / "eval_results.json").read_text())
+    assert student["f1"] > 0.75 * teacher["f1"], (student["f1"], teacher["f1"])
+    assert len(restored_model(model_dir)[0].get_layer("backbone").encoder_layers) == 1

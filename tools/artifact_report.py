@@ -5,7 +5,7 @@ For a ``tfft-train`` model_dir, exports (unless already there, under ``--output_
 - ``saved_model``: the float32 SavedModel (``tfft-export``);
 - ``saved_model_int8``: Keras int8 weights (``tfft-export --quantize=int8``);
 - ``litert``: LiteRT dynamic-range (``tfft-export --format=litert``);
-- ``litert_int8``: LiteRT int8 matrix multiplies (``tfft-export --format=litert --quantize=int8``);
+- ``litert_int8``: LiteRT int8 fully connected layers (``tfft-export --format=litert --quantize=int8``);
 - ``litert_int8_full``: LiteRT full-integer (``--quantize=int8_full``);
 - ``litert_float32``: LiteRT without quantization (``--quantize=none``; not in the default list).
 

@@ -30,8 +30,8 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "quantize", "", "saved_model: none (default) or int8 (Keras int8 weights per channel, inputs of each "
     "Dense layer quantized per token at run time); litert: dynamic (default; int8 weights), int8 (int8 "
-    "matrix multiplies calibrated on validation examples, LayerNorm/softmax/GELU float32; no attention_mask "
-    "input), int8_full (every op int8 where LiteRT has the kernel) or none.",
+    "fully connected layers calibrated on validation examples, attention/LayerNorm/softmax/GELU float32; no "
+    "attention_mask input), int8_full (every op int8 where LiteRT has the kernel) or none.",
 )
 flags.DEFINE_integer("calibration_examples", 100,
                      "--format=litert --quantize=int8: validation examples that calibrate the ranges.")
