@@ -93,7 +93,8 @@ def console_script(name: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(("program", "flags"), [
     ("tfft-train", ["model_dir", "config_file", "params_override", "mode", "checkpoint", "output_format",
                     "tpu", "print_config"]),
-    ("tfft-export", ["model_dir", "export_dir", "checkpoint", "format", "lora_only"]),
+    ("tfft-export", ["model_dir", "export_dir", "checkpoint", "format", "quantize", "calibration_examples",
+                     "lora_only"]),
     ("tfft-predict", ["export_dir", "input_path", "output_path", "batch_size", "input_format",
                       "input_columns"]),
 ])
