@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, run_export, run_train
+from conftest import REPO, run_cli, run_export, run_train
 from test_cli_errors import assert_one_line_error
 from test_question_answering import qa_data, qa_run  # noqa: F401 - fixtures
 from test_token_classification import ner_data, ner_run  # noqa: F401 - fixtures
@@ -44,6 +44,11 @@ def validation_batch(model_dir, size: int = 8) -> dict[str, np.ndarray]:
     return {name: value.numpy() for name, value in next(iter(dataset)).items()}
 
 
+def export_litert(*args: str) -> str:
+    """``tfft-export --format=litert args`` in a new process (the converter keeps gigabytes); its stdout."""
+    return run_cli("tfft.cli.export", "--format=litert", *args).stdout
+
+
 def saved_model_outputs(export_dir, batch) -> dict[str, np.ndarray]:
     serve = tf.saved_model.load(str(export_dir)).signatures["serve_token_ids"]
     outputs = serve(**{name: tf.constant(value) for name, value in batch.items()})
@@ -75,9 +80,9 @@ def test_the_int8_saved_model_holds_int8_weights_and_answers_as_the_float32_one(
 def test_float32_litert_gives_the_saved_models_outputs(run_name, request, tmp_path):
     model_dir = request.getfixturevalue(run_name)
     run_export(f"--model_dir={model_dir}", f"--export_dir={tmp_path / 'saved_model'}")
-    run = run_export("--format=litert", "--quantize=none", f"--model_dir={model_dir}",
-                     f"--export_dir={tmp_path / 'litert'}")
-    assert run.stdout == f"LiteRT model (none) written to {tmp_path / 'litert' / 'model.tflite'}\n"
+    printed = export_litert("--quantize=none", f"--model_dir={model_dir}",
+                            f"--export_dir={tmp_path / 'litert'}")
+    assert printed == f"LiteRT model (none) written to {tmp_path / 'litert' / 'model.tflite'}\n"
     assets = sorted(path.name for path in (tmp_path / "litert" / "assets").iterdir())
     assert {"config.json", "labels.txt", "params.yaml", "tokenizer.json", "vocab.txt"} <= set(assets)
     batch = validation_batch(model_dir)
@@ -93,8 +98,8 @@ def test_float32_litert_gives_the_saved_models_outputs(run_name, request, tmp_pa
 
 def test_quantized_litert_files_answer_close_to_float32(sst_run, tmp_path):
     for quantize in ("none", "dynamic", "int8", "int8_full"):
-        run_export("--format=litert", f"--quantize={quantize}", f"--model_dir={sst_run}",
-                   f"--export_dir={tmp_path / quantize}", "--calibration_examples=20")
+        export_litert(f"--quantize={quantize}", f"--model_dir={sst_run}",
+                      f"--export_dir={tmp_path / quantize}", "--calibration_examples=20")
     int8_tensors = {}
     for quantize in ("none", "dynamic", "int8", "int8_full"):
         interpreter = tf.lite.Interpreter(model_path=str(tmp_path / quantize / "model.tflite"))
