@@ -267,6 +267,7 @@ def test_a_student_of_a_runs_layers_holds_those_layers_weights(teacher):
         np.testing.assert_array_equal(kept.numpy(), original.numpy())
 
 
+@pytest.mark.slow  # Trains its own tagging and QA teachers.
 @pytest.mark.parametrize("task_type", ["token_classification", "question_answering"])
 def test_token_and_span_students_learn_from_their_teacher(task_type, request, tmp_path):
     """A one-layer student of a 2-layer tagging or QA teacher, from the teacher's soft targets alone."""

@@ -19,6 +19,10 @@ from tfft.data.pipeline import inference_dataset
 from tfft.data.tokenization import load_tokenizer
 from tfft.tasks import get_task
 
+# Trains three tiny runs in this process and converts a dozen LiteRT files: in the slow set, which
+# keeps the default suite's workers within memory (README: the slow-test command).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sst_run(tmp_path_factory, tiny_bert, sentiment_data):
@@ -133,8 +137,7 @@ def test_quantizations_a_format_lacks_are_refused(sst_run, tmp_path):
         assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("run_name", ["sst_run", pytest.param("ner_run", marks=pytest.mark.slow),
-                                      pytest.param("qa_run", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("run_name", ["sst_run", "ner_run", "qa_run"])
 def test_the_artifact_report_scores_each_artifact_alone_as_training_scored_the_model(run_name, request,
                                                                                        tmp_path):
     model_dir = request.getfixturevalue(run_name)
