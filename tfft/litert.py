@@ -47,7 +47,7 @@ from absl import logging
 from tfft import modeling
 from tfft.backbones.layers import use_portable_activations
 from tfft.errors import TfftError, reason
-from tfft.exporting import ServingModule, check_quantization, restore_for_export
+from tfft.exporting import ATTENTION_MASK, ServingModule, check_quantization, restore_for_export
 from tfft.tasks import Task
 
 MODEL_FILE = "model.tflite"
@@ -137,7 +137,7 @@ def _calibration(task: Task, tokenizer, count: int):
     shape = (1, sequences, task.config.max_seq_length) if sequences else (1, task.config.max_seq_length)
     size = int(np.prod(shape))
     blocks = max(1, int(features.lengths.sum()) // size)
-    names = [name for name in task.feature_specs.inputs if name != "attention_mask"]
+    names = [name for name in task.feature_specs.inputs if name != ATTENTION_MASK]
     columns = {name: np.resize(features.columns[name], blocks * size).reshape(blocks, *shape)
                for name in names}
 
