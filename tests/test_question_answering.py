@@ -219,6 +219,24 @@ def test_bad_span_settings_are_config_errors():
         task(max_query_length=-1)
 
 
+@pytest.mark.parametrize("classifier_dropout, varies", [(-1.0, False), (0.5, True)])
+def test_the_span_head_reads_the_encoder_states_without_dropout_unless_asked(tiny_bert, classifier_dropout,
+                                                                               varies):
+    """BERT's run_squad.py and HF's ...ForQuestionAnswering put no dropout before the span head,
+    whatever the checkpoint's classifier dropout."""
+    import tensorflow as tf
+
+    from tfft.backbones.checkpoint import read_config
+    from tfft.modeling import build_task_model
+
+    qa = task(hidden_dropout=0.0, attention_dropout=0.0, classifier_dropout=classifier_dropout)
+    model, _ = build_task_model(qa, {**read_config(tiny_bert), "classifier_dropout": 0.3})
+    batch = {"input_ids": tf.constant([[2, 7, 9, 3, 11, 12, 3]]), "token_type_ids": tf.zeros([1, 7], tf.int32),
+             "attention_mask": tf.ones([1, 7], tf.int32)}
+    first, second = (model(batch, training=True).numpy() for _ in range(2))
+    assert not np.allclose(first, second) if varies else np.array_equal(first, second)
+
+
 # --- post-processing -------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfft import backbones
 from tfft.backbones.checkpoint import Checkpoint, open_checkpoint, read_config, resolve_checkpoint
-from tfft.config import ExperimentConfig, TaskConfig, build_config
+from tfft.config import ExperimentConfig, build_config
 from tfft.data.tokenization import add_special_tokens, load_tokenizer, save_tokenizer
 from tfft.errors import TfftError, reason
 from tfft.tasks import Task
@@ -46,10 +46,12 @@ def _override(value: float) -> float | None:
     return None if value < 0 else value
 
 
-def head_dropout(task_config: TaskConfig, backbone: backbones.Backbone) -> float:
-    """``task.classifier_dropout``, else the checkpoint's classifier or hidden dropout."""
-    if task_config.classifier_dropout >= 0:
-        return task_config.classifier_dropout
+def head_dropout(task: Task, backbone: backbones.Backbone) -> float:
+    """``task.classifier_dropout``, else the task's default, else the checkpoint's head dropout."""
+    if task.config.classifier_dropout >= 0:
+        return task.config.classifier_dropout
+    if task.default_head_dropout is not None:
+        return task.default_head_dropout
     return backbone.head_dropout
 
 
@@ -86,7 +88,7 @@ def build_task_model(task: Task, hf_config: dict, checkpoint: Checkpoint | None 
             backbone = backbones.keep_encoder_layers(backbone, task.config.student_layers)
         if vocab_size > backbone.vocab_size:
             backbone = backbones.resize_vocabulary(backbone, vocab_size)
-    model = task.build_model(backbone, head_dropout(task.config, backbone))
+    model = task.build_model(backbone, head_dropout(task, backbone))
     if checkpoint is not None:
         task.load_pretrained_head(model, backbone, checkpoint)
     return model, backbone

@@ -80,6 +80,8 @@ class Task(abc.ABC):
     uses_pooler: ClassVar[bool] = True
     #: Whether a model of this task can learn from a teacher's outputs (:meth:`distillation_loss`).
     distillable: ClassVar[bool] = True
+    #: Dropout before the head when ``task.classifier_dropout`` is -1 (None: the checkpoint's).
+    default_head_dropout: ClassVar[float | None] = None
     #: ``--output_format`` values of predict mode; the first is the default.
     output_formats: ClassVar[tuple[str, ...]] = ("jsonl",)
     #: The (frozen) dataclass :meth:`read_examples` returns.
@@ -418,8 +420,9 @@ def plain(value: Any) -> Any:
 
 
 def dense_head(hidden, units: int, dropout: float):
-    """Dropout and a float32 dense layer named ``head`` (BERT's initialiser, stddev 0.02)."""
-    hidden = Dropout(dropout, name="head_dropout")(hidden)
+    """Dropout (if any) and a float32 dense layer named ``head`` (BERT's initialiser, stddev 0.02)."""
+    if dropout:
+        hidden = Dropout(dropout, name="head_dropout")(hidden)
     return keras.layers.Dense(
         units, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), dtype="float32",
         name="head",

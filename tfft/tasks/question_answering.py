@@ -153,6 +153,9 @@ class QuestionAnswering(Task):
         "NoAns_f1", "best_exact_match", "best_f1",
     )
     uses_pooler = False
+    # The span head reads the encoder's (already dropped-out) states directly, as in BERT's
+    # run_squad.py and Hugging Face's ...ForQuestionAnswering.
+    default_head_dropout = 0.0
     output_formats = ("json",)
     example_type = QuestionExample
     config_class = QuestionAnsweringConfig
