@@ -231,8 +231,8 @@ def test_the_span_head_reads_the_encoder_states_without_dropout_unless_asked(tin
 
     qa = task(hidden_dropout=0.0, attention_dropout=0.0, classifier_dropout=classifier_dropout)
     model, _ = build_task_model(qa, {**read_config(tiny_bert), "classifier_dropout": 0.3})
-    batch = {"input_ids": tf.constant([[2, 7, 9, 3, 11, 12, 3]]), "token_type_ids": tf.zeros([1, 7], tf.int32),
-             "attention_mask": tf.ones([1, 7], tf.int32)}
+    batch = {"input_ids": tf.constant([[2, 7, 9, 3, 11, 12, 3]]),
+             "token_type_ids": tf.zeros([1, 7], tf.int32), "attention_mask": tf.ones([1, 7], tf.int32)}
     first, second = (model(batch, training=True).numpy() for _ in range(2))
     assert not np.allclose(first, second) if varies else np.array_equal(first, second)
 
